@@ -1,0 +1,136 @@
+"""Every Prometheus metric kzero exports, in one place.
+
+The names are a contract shared with the dashboards, alert rules and the cost
+model (DESIGN.md, "Metrics contract"); ``tests/unit/test_metrics_contract.py``
+pins them. All live in prometheus_client's default registry, which KServe's
+``/metrics`` serves, next to KServe's own and (on GPU) vLLM's ``vllm:*`` series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LABELS = ("model_name", "backend")
+
+# Buckets span a fast token on a GPU (1 ms) to a CPU pod decoding a long answer.
+_TTFT_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+_ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)  # fmt: skip
+_REQUEST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 240.0, 480.0, 960.0)  # fmt: skip
+# Cold starts run from a second (cached, small model) to many minutes (download).
+_COLD_START_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)  # fmt: skip
+
+TIME_TO_FIRST_TOKEN = Histogram(
+    "kzero_time_to_first_token_seconds",
+    "Time from request arrival to the first generated token, queueing included.",
+    LABELS,
+    buckets=_TTFT_BUCKETS,
+)
+INTER_TOKEN_LATENCY = Histogram(
+    "kzero_inter_token_latency_seconds",
+    "Time between consecutive generated tokens of one request.",
+    LABELS,
+    buckets=_ITL_BUCKETS,
+)
+E2E_REQUEST_LATENCY = Histogram(
+    "kzero_e2e_request_latency_seconds",
+    "Time from request arrival to its last token (or abort).",
+    LABELS,
+    buckets=_REQUEST_BUCKETS,
+)
+REQUEST_QUEUE_TIME = Histogram(
+    "kzero_request_queue_seconds",
+    "Time a request waited before the engine started on it.",
+    LABELS,
+    buckets=_REQUEST_BUCKETS,
+)
+PROMPT_TOKENS = Counter("kzero_prompt_tokens", "Prompt tokens of requests the engine ran.", LABELS)
+GENERATION_TOKENS = Counter(
+    "kzero_generation_tokens", "Tokens generated, counted as they are produced.", LABELS
+)
+REQUESTS = Counter(
+    "kzero_requests",
+    "Generation requests by outcome: ok, aborted (client went away), invalid (rejected "
+    "with 4xx before running), error (5xx).",
+    (*LABELS, "status"),
+)
+REQUESTS_RUNNING = Gauge(
+    "kzero_requests_running", "Requests the engine is generating for now.", LABELS
+)
+REQUESTS_WAITING = Gauge(
+    "kzero_requests_waiting", "Requests accepted and waiting for the engine.", LABELS
+)
+COLD_START = Histogram(
+    "kzero_cold_start_seconds",
+    "Duration of each cold-start phase: process_start (process start to imports done), "
+    "load (engine and weights), ready (process start to ready to serve).",
+    ("phase", *LABELS),
+    buckets=_COLD_START_BUCKETS,
+)
+BACKEND_INFO = Gauge(
+    "kzero_backend_info",
+    "Always 1; the labels say which engine serves which model on which device, and why.",
+    ("backend", "device", "model_name", "quantization", "reason"),
+)
+
+REQUEST_STATUSES = ("ok", "aborted", "invalid", "error")
+
+
+class RequestRecorder:
+    """Records one generation request's metrics through its life.
+
+    ``finish`` is safe to call exactly once from a ``finally``: whatever happened
+    (queued, running, aborted), the running and waiting gauges return to zero.
+    """
+
+    def __init__(self, model_name: str, backend: str) -> None:
+        self._labels: Sequence[str] = (model_name, backend)
+        self._arrival = time.perf_counter()
+        self._last_token: float | None = None
+        self._state = "waiting"
+        REQUESTS_WAITING.labels(*self._labels).inc()
+
+    def started(self) -> None:
+        """The engine picked the request up."""
+        if self._state != "waiting":
+            return
+        REQUEST_QUEUE_TIME.labels(*self._labels).observe(time.perf_counter() - self._arrival)
+        REQUESTS_WAITING.labels(*self._labels).dec()
+        REQUESTS_RUNNING.labels(*self._labels).inc()
+        self._state = "running"
+
+    def tokens(self, count: int) -> None:
+        """``count`` new tokens arrived together (vLLM deltas may carry several)."""
+        if count <= 0:
+            return
+        now = time.perf_counter()
+        GENERATION_TOKENS.labels(*self._labels).inc(count)
+        if self._last_token is None:
+            # Tokens that arrive with the first one have no gap of their own.
+            TIME_TO_FIRST_TOKEN.labels(*self._labels).observe(now - self._arrival)
+        else:
+            gap = (now - self._last_token) / count
+            for _ in range(count):
+                INTER_TOKEN_LATENCY.labels(*self._labels).observe(gap)
+        self._last_token = now
+
+    def finish(self, status: str, prompt_tokens: int | None) -> None:
+        """Close the request; ``prompt_tokens`` is None when it never reached the engine."""
+        if self._state == "finished":
+            return
+        if self._state == "waiting":
+            REQUESTS_WAITING.labels(*self._labels).dec()
+        elif self._state == "running":
+            REQUESTS_RUNNING.labels(*self._labels).dec()
+        self._state = "finished"
+        REQUESTS.labels(*self._labels, status).inc()
+        if prompt_tokens is not None:
+            PROMPT_TOKENS.labels(*self._labels).inc(prompt_tokens)
+            E2E_REQUEST_LATENCY.labels(*self._labels).observe(time.perf_counter() - self._arrival)
+
+
+def record_rejected_request(model_name: str, backend: str, status: str) -> None:
+    """Count a request refused before it reached the engine (bad input, not ready)."""
+    REQUESTS.labels(model_name, backend, status).inc()

@@ -1,0 +1,136 @@
+"""The ``kserve.Model``: lifecycle, readiness and KServe's v1 ``:predict``.
+
+KServe 0.21's ``ModelServer.start`` registers only models whose ``ready`` flag
+is set at that moment, calls their ``start()``, then runs ``start_engine()``
+next to uvicorn, so the port opens while the model loads. So ``ready`` is True
+for registration only; ``start()`` clears it, and ``start_engine()`` sets it
+again after the load and a one-token warm-up. ``healthy()``, which every KServe
+readiness endpoint calls (``/v1/models/<name>``, ``/v2/models/<name>/ready``),
+follows it: 503 while loading, 200 after, and Knative keeps traffic away until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferRequest
+
+from predictor.backends.base import Prompt, SamplingOptions
+from predictor.generation import GenerationService, new_completion
+from predictor.metrics import BACKEND_INFO, COLD_START
+from predictor.openai.errors import OpenAIError
+from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
+from predictor.openai.serving import usage_body
+from predictor.process_clock import seconds_since_process_start
+
+logger = logging.getLogger(__name__)
+
+PREDICT_HELP = (
+    'send {"instances": [{"prompt": "..."}]} or {"instances": [{"messages": [...]}]}, '
+    "with optional max_tokens, temperature, top_p, seed and stop per instance"
+)
+
+
+class KzeroModel(Model):
+    """One LLM served through KServe's lifecycle and v1 protocol."""
+
+    def __init__(self, name: str, service: GenerationService, *, selection_reason: str) -> None:
+        super().__init__(name)
+        self.service = service
+        self.selection_reason = selection_reason
+        # True only so ModelServer.start registers us; start() clears it.
+        self.ready = True
+        self.engine = True
+
+    def start(self) -> None:
+        """Called by ModelServer right after registration: not ready until loaded."""
+        self.ready = False
+
+    async def start_engine(self) -> None:
+        """Load the weights, run a one-token warm-up, then report ready."""
+        load_started = time.perf_counter()
+        backend = self.service.backend
+        await backend.load()
+        labels = (self.name, self.service.backend_name)
+        COLD_START.labels("load", *labels).observe(time.perf_counter() - load_started)
+        await self._warm_up()
+        info = backend.info
+        BACKEND_INFO.labels(
+            info.backend, info.device, self.name, info.quantization, self.selection_reason
+        ).set(1)
+        self.service.mark_ready()
+        self.ready = True
+        ready_after = seconds_since_process_start()
+        COLD_START.labels("ready", *labels).observe(ready_after)
+        logger.info(
+            "model %s ready %.2fs after process start: backend=%s device=%s quantization=%s "
+            "context=%d (%s)",
+            self.name, ready_after, info.backend, info.device, info.quantization,
+            info.context_length, self.selection_reason,
+        )  # fmt: skip
+
+    async def _warm_up(self) -> None:
+        # One token through the real path pages the weights in and builds the
+        # compute graph, so the first user request does not pay for it. It
+        # bypasses GenerationService so it is not counted in request metrics.
+        backend = self.service.backend
+        ids = await asyncio.to_thread(backend.tokenize, "Hello")
+        prompt = Prompt(text="Hello", token_ids=ids)
+        async for _ in backend.generate(
+            "warm-up", prompt, SamplingOptions(max_tokens=1, temperature=0.0)
+        ):
+            pass
+
+    async def healthy(self) -> bool:
+        return self.ready and await self.service.backend.healthy()
+
+    def stop(self) -> None:
+        self.ready = False
+        self.service.mark_not_ready()
+
+    async def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """KServe v1: each instance is a prompt or a conversation; returns its completion."""
+        if isinstance(payload, InferRequest) or not isinstance(payload.get("instances"), list):
+            raise InvalidInput(f"kzero speaks KServe v1 here: {PREDICT_HELP}")
+        if not payload["instances"]:
+            raise InvalidInput(f"instances is empty: {PREDICT_HELP}")
+        try:
+            predictions = await asyncio.gather(
+                *(self._predict_one(instance) for instance in payload["instances"])
+            )
+        except OpenAIError as exc:
+            if exc.status_code >= 500:
+                raise
+            raise InvalidInput(exc.message) from None
+        return {"predictions": list(predictions)}
+
+    async def _predict_one(self, instance: Any) -> dict[str, Any]:
+        if not isinstance(instance, dict) or ("prompt" in instance) == ("messages" in instance):
+            raise InvalidInput(
+                f"each instance needs exactly one of prompt or messages: {PREDICT_HELP}"
+            )
+        request = {**instance, "model": self.name, "stream": False}
+        prompt: Prompt
+        if "messages" in instance:
+            chat = parse_request(ChatCompletionRequest, request)
+            prompt = await self.service.chat_prompt(chat.message_dicts())
+            params = chat.generation_params()
+        else:
+            text = parse_request(CompletionRequest, request)
+            prompt = await self.service.text_prompt(text.prompt_text())
+            params = text.generation_params()
+        options: SamplingOptions = self.service.sampling_options(prompt, params)
+        completion = new_completion(prompt)
+        output = await self.service.complete(prompt, options, completion)
+        return {
+            "text": output,
+            "finish_reason": completion.finish_reason,
+            "usage": usage_body(completion),
+        }

@@ -1,0 +1,145 @@
+"""HTTP layer of the OpenAI-compatible API: content type, size cap, JSON, disconnects.
+
+Mounted under ``/openai/v1`` (KServe's prefix) and ``/v1`` (so that
+``base_url="http://host/v1"`` works with the official client). Everything
+about generation itself lives in ``serving.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import ORJSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+from predictor.openai.errors import (
+    MalformedJSON,
+    OpenAIError,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
+from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
+from predictor.openai.serving import OpenAIServing, PreparedRequest
+
+API_PREFIXES = ("/openai/v1", "/v1")
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The request's JSON, refusing other content types (415) and big bodies (413)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got '{media_type or 'none'}'"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(
+            f"request body is not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from None
+
+
+async def _abort_when_disconnected(request: Request, abort: Callable[[], Awaitable[None]]) -> None:
+    # The body is read already, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    await abort()
+
+
+async def _abort_stream_on_disconnect(
+    request: Request, events: AsyncIterator[bytes], abort: Callable[[], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    watcher = asyncio.create_task(_abort_when_disconnected(request, abort))
+    try:
+        async with aclosing(events):
+            async for event in events:
+                yield event
+    finally:
+        watcher.cancel()
+
+
+def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> APIRouter:
+    """The OpenAI routes for one served model."""
+    service = serving.service
+
+    async def prepare(
+        request: Request,
+        model: type[RequestT],
+        prepare_fn: Callable[[RequestT], Awaitable[PreparedRequest]],
+    ) -> PreparedRequest:
+        try:
+            payload = await read_json_body(request, max_request_bytes)
+            return await prepare_fn(parse_request(model, payload))
+        except OpenAIError as exc:
+            service.record_rejected(exc.status_code)
+            raise
+
+    async def respond(
+        request: Request,
+        prepared: PreparedRequest,
+        body_fn: Callable[[PreparedRequest], Awaitable[dict[str, Any]]],
+        stream_fn: Callable[[PreparedRequest], AsyncIterator[bytes]],
+    ) -> Response:
+        async def abort() -> None:
+            await service.abort(prepared.completion)
+
+        if prepared.stream:
+            events = _abort_stream_on_disconnect(request, stream_fn(prepared), abort)
+            return StreamingResponse(
+                events,
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        watcher = asyncio.create_task(_abort_when_disconnected(request, abort))
+        try:
+            return ORJSONResponse(await body_fn(prepared))
+        finally:
+            watcher.cancel()
+
+    async def chat_completions(request: Request) -> Response:
+        prepared = await prepare(request, ChatCompletionRequest, serving.prepare_chat)
+        return await respond(request, prepared, serving.chat_body, serving.chat_stream)
+
+    async def completions(request: Request) -> Response:
+        prepared = await prepare(request, CompletionRequest, serving.prepare_completion)
+        return await respond(request, prepared, serving.completion_body, serving.completion_stream)
+
+    started = int(time.time())
+
+    async def list_models() -> dict[str, Any]:
+        # GET /v1/models is also KServe's v1 model list ({"models": [...]}); this
+        # body satisfies both the OpenAI client ("data") and KServe clients ("models").
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": service.model_name,
+                    "object": "model",
+                    "created": started,
+                    "owned_by": "kzero",
+                }
+            ],
+            "models": [service.model_name],
+        }
+
+    router = APIRouter()
+    for prefix in API_PREFIXES:
+        router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+        router.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
+        router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+    return router

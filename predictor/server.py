@@ -1,0 +1,108 @@
+"""Assemble the predictor: pick the backend, mount the OpenAI router, start KServe.
+
+kzero's OpenAI router is included on ``kserve.model_server.app`` (the FastAPI app
+KServe's ``ModelServer`` serves) before ``ModelServer.start``, so one port (8080)
+carries KServe's ``/v1/models/<name>``, ``/v2/health/*``, ``/metrics`` and
+``:predict`` next to ``/openai/v1/*`` and ``/v1/*``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from predictor.backends.base import Backend, BackendKind
+from predictor.backends.select import BackendChoice, ModelLocation, choose_backend, locate_model
+from predictor.cpu_quota import usable_cpu_count
+from predictor.default_model import default_model_path
+from predictor.generation import GenerationService
+from predictor.metrics import COLD_START
+from predictor.process_clock import seconds_since_process_start
+from predictor.settings import Settings
+
+if TYPE_CHECKING:
+    from predictor.model import KzeroModel
+
+logger = logging.getLogger(__name__)
+
+
+def derive_model_name(path: Path) -> str:
+    """``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``SmolLM2-135M-Instruct.Q4_1``; a directory keeps its name."""
+    name = path.name[: -len(".gguf")] if path.name.endswith(".gguf") else path.name
+    # Split GGUF shards share one model: drop the "-00001-of-00003" suffix.
+    return re.sub(r"-\d{5}-of-\d{5}$", "", name)
+
+
+def create_backend(
+    choice: BackendChoice, location: ModelLocation, settings: Settings, model_name: str
+) -> Backend:
+    """The engine object for the choice; nothing heavy is imported or loaded yet."""
+    if choice.kind is BackendKind.VLLM:
+        from predictor.backends.vllm import VllmBackend
+
+        return VllmBackend(
+            str(location.path),
+            max_model_len=settings.n_ctx,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            enforce_eager=settings.enforce_eager,
+            dtype=settings.dtype,
+            served_model_name=model_name,
+        )
+    from predictor.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(
+        location.path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads or usable_cpu_count(),
+        n_batch=settings.n_batch,
+    )
+
+
+def build_model(settings: Settings) -> KzeroModel:
+    """Pick the backend and wire the model, its service and the OpenAI routes into KServe's app.
+
+    Raises ``BackendLoadError`` when no engine can serve the model.
+    """
+    from kserve import model_server as kserve_model_server
+
+    from predictor.model import KzeroModel
+    from predictor.openai.errors import OpenAIError, openai_error_handler
+    from predictor.openai.router import create_openai_router
+    from predictor.openai.serving import OpenAIServing
+
+    location = locate_model(settings.model or default_model_path())
+    choice = choose_backend(settings.backend, location)
+    model_name = settings.model_name or derive_model_name(location.path)
+    logger.info(
+        "serving %s as '%s' with %s: %s",
+        location.path,
+        model_name,
+        choice.kind.value,
+        choice.reason,
+    )
+
+    backend = create_backend(choice, location, settings, model_name)
+    service = GenerationService(
+        backend,
+        backend_name=choice.kind.value,
+        model_name=model_name,
+        max_tokens_cap=settings.max_tokens_cap,
+    )
+    app = kserve_model_server.app
+    app.add_exception_handler(OpenAIError, openai_error_handler)
+    app.include_router(
+        create_openai_router(OpenAIServing(service), max_request_bytes=settings.max_request_bytes)
+    )
+    return KzeroModel(model_name, service, selection_reason=choice.reason)
+
+
+def run(model: KzeroModel, *, http_port: int, enable_grpc: bool) -> None:
+    """Serve until stopped; the model loads in the background while the port is open."""
+    from kserve import ModelServer
+
+    COLD_START.labels("process_start", model.name, model.service.backend_name).observe(
+        seconds_since_process_start()
+    )
+    ModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])
