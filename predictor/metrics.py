@@ -11,7 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series double the exposition size and no dashboard uses them;
+# vLLM turns them off too.
+disable_created_metrics()
 
 LABELS = ("model_name", "backend")
 
