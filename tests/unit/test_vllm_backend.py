@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from predictor.backends.base import (
     GenerationChunk,
     OnStart,
     Prompt,
+    RequestAborted,
     SamplingOptions,
 )
 from predictor.backends.chat_template import ChatTemplateError
@@ -83,9 +85,7 @@ async def _collect(
     options: SamplingOptions,
     on_start: OnStart | None = None,
 ) -> list[GenerationChunk]:
-    return [
-        chunk async for chunk in backend.generate(request_id, prompt, options, on_start)
-    ]
+    return [chunk async for chunk in backend.generate(request_id, prompt, options, on_start)]
 
 
 def _text(chunks: list[GenerationChunk]) -> str:
@@ -111,9 +111,7 @@ async def test_load_without_vllm_installed_names_the_extra(
     for name in _vllm_modules():
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
-    with pytest.raises(
-        BackendLoadError, match=r"not installed: pip install 'kzero\[gpu\]'"
-    ):
+    with pytest.raises(BackendLoadError, match=r"not installed: pip install 'kzero\[gpu\]'"):
         await VllmBackend(str(model_dir)).load()
 
 
@@ -130,23 +128,21 @@ def test_check_model_dir_rejects_a_file(tmp_path: Path) -> None:
 
 def test_check_model_dir_requires_config_json(model_dir: Path) -> None:
     (model_dir / "config.json").unlink()
-    with pytest.raises(BackendLoadError, match="no config.json"):
+    with pytest.raises(BackendLoadError, match=r"no config\.json"):
         check_model_dir(model_dir)
 
 
 @pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.pt", "model.pth"])
-def test_check_model_dir_refuses_pickle_only_weights(
-    model_dir: Path, weights: str
-) -> None:
+def test_check_model_dir_refuses_pickle_only_weights(model_dir: Path, weights: str) -> None:
     (model_dir / "model.safetensors").unlink()
     (model_dir / weights).write_bytes(b"pickle")
-    with pytest.raises(BackendLoadError, match=f"only pickle weights \\({weights}\\)"):
+    with pytest.raises(BackendLoadError, match=re.escape(f"only pickle weights ({weights})")):
         check_model_dir(model_dir)
 
 
 def test_check_model_dir_requires_weights(model_dir: Path) -> None:
     (model_dir / "model.safetensors").unlink()
-    with pytest.raises(BackendLoadError, match="no \\*.safetensors weights"):
+    with pytest.raises(BackendLoadError, match=r"no \*\.safetensors weights"):
         check_model_dir(model_dir)
 
 
@@ -197,9 +193,7 @@ async def test_load_reports_engine_failure_as_backend_load_error(
     config = json.loads((model_dir / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.Model"}
     (model_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(
-        BackendLoadError, match="could not start an engine.*trust_remote_code"
-    ):
+    with pytest.raises(BackendLoadError, match=r"could not start an engine.*trust_remote_code"):
         await VllmBackend(str(model_dir)).load()
 
 
@@ -277,9 +271,7 @@ async def test_render_chat_applies_template_and_tokenizes_without_extra_bos(
 
 
 @pytest.mark.asyncio
-async def test_render_chat_reports_template_errors(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_render_chat_reports_template_errors(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     with pytest.raises(ChatTemplateError, match="unsupported role"):
         backend.render_chat([{"role": "wizard", "content": "hi"}])
@@ -304,9 +296,7 @@ async def test_generate_sends_token_ids_and_sampling_settings(
 ) -> None:
     backend = await _loaded(model_dir)
     prompt = _prompt(backend)
-    options = SamplingOptions(
-        max_tokens=7, temperature=0.5, top_p=0.9, seed=3, stop=("x", "yz")
-    )
+    options = SamplingOptions(max_tokens=7, temperature=0.5, top_p=0.9, seed=3, stop=("x", "yz"))
     await _collect(backend, "r1", prompt, options)
     record = fake_vllm.created[0].requests["r1"]
     assert record.prompt_token_ids == prompt.token_ids
@@ -353,9 +343,7 @@ async def test_temperature_zero_is_deterministic_and_seed_repeats_sampling(
 @pytest.mark.asyncio
 async def test_max_tokens_ends_with_length(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
-    chunks = await _collect(
-        backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5)
-    )
+    chunks = await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5))
     assert chunks[-1].finish_reason == "length"
     assert sum(c.num_tokens for c in chunks) == 5
     assert len(_text(chunks)) == 5
@@ -366,9 +354,7 @@ async def test_end_of_sequence_ends_with_stop_and_counts_the_eos_token(
     fake_vllm: Any, model_dir: Path
 ) -> None:
     backend = await _loaded(model_dir)
-    chunks = await _collect(
-        backend, "r1", _prompt(backend), SamplingOptions(max_tokens=400)
-    )
+    chunks = await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=400))
     assert chunks[-1].finish_reason == "stop"
     # One byte per token, plus the EOS token that has no text.
     assert sum(c.num_tokens for c in chunks) == len(_text(chunks).encode()) + 1
@@ -393,9 +379,7 @@ async def test_stop_string_ends_with_stop_and_counts_held_back_tokens(
 
 
 @pytest.mark.asyncio
-async def test_on_start_is_called_once_per_request(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_on_start_is_called_once_per_request(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     calls: list[str] = []
     options = SamplingOptions(max_tokens=10)
@@ -404,9 +388,7 @@ async def test_on_start_is_called_once_per_request(
 
 
 @pytest.mark.asyncio
-async def test_concurrent_requests_stream_independently(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_concurrent_requests_stream_independently(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     options = SamplingOptions(max_tokens=20, temperature=0.0)
     prompts = {f"r{i}": _prompt(backend, f"prompt {i}") for i in range(3)}
@@ -423,9 +405,7 @@ async def test_concurrent_requests_stream_independently(
 
 
 @pytest.mark.asyncio
-async def test_closing_the_stream_early_aborts_the_request(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_closing_the_stream_early_aborts_the_request(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     stream = backend.generate("r1", _prompt(backend), SamplingOptions(max_tokens=100))
     await anext(stream)
@@ -437,22 +417,18 @@ async def test_closing_the_stream_early_aborts_the_request(
 
 
 @pytest.mark.asyncio
-async def test_cancelling_the_consumer_aborts_the_request(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_cancelling_the_consumer_aborts_the_request(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     engine = fake_vllm.created[0]
     engine.step_delay = 0.01
     first = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in backend.generate(
-            "r1", _prompt(backend), SamplingOptions(max_tokens=100)
-        ):
+        async for _ in backend.generate("r1", _prompt(backend), SamplingOptions(max_tokens=100)):
             first.set()
 
     task = asyncio.create_task(consume())
-    await first.wait()
+    await asyncio.wait_for(first.wait(), timeout=5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -460,26 +436,26 @@ async def test_cancelling_the_consumer_aborts_the_request(
 
 
 @pytest.mark.asyncio
-async def test_abort_ends_a_running_stream_without_finish_reason(
+async def test_abort_ends_a_running_stream_with_request_aborted(
     fake_vllm: Any, model_dir: Path
 ) -> None:
     backend = await _loaded(model_dir)
     chunks = []
-    async for chunk in backend.generate(
-        "r1", _prompt(backend), SamplingOptions(max_tokens=100)
-    ):
-        chunks.append(chunk)
-        if len(chunks) == 2:
-            await backend.abort("r1")
-    assert chunks[-1].finish_reason is None
-    assert 2 <= len(chunks) < 100
-    assert fake_vllm.created[0].finished["r1"].finish_reason == "abort"
+    with pytest.raises(RequestAborted):
+        async for chunk in backend.generate(
+            "r1", _prompt(backend), SamplingOptions(max_tokens=100)
+        ):
+            chunks.append(chunk)
+            if len(chunks) == 2:
+                await backend.abort("r1")
+    assert len(chunks) == 2
+    engine = fake_vllm.created[0]
+    assert engine.finished["r1"].finish_reason == "abort"
+    assert engine.abort_calls == ["r1"]
 
 
 @pytest.mark.asyncio
-async def test_abort_of_an_unknown_request_is_a_no_op(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_abort_of_an_unknown_request_is_a_no_op(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     await backend.abort("nobody")
     await VllmBackend(str(model_dir)).abort("not loaded either")
@@ -489,9 +465,7 @@ async def test_abort_of_an_unknown_request_is_a_no_op(
 
 
 @pytest.mark.asyncio
-async def test_healthy_only_between_load_and_engine_death(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_healthy_only_between_load_and_engine_death(fake_vllm: Any, model_dir: Path) -> None:
     backend = VllmBackend(str(model_dir))
     assert not await backend.healthy()
     await backend.load()
@@ -524,9 +498,7 @@ async def test_generate_on_a_dead_engine_raises_backend_dead(
 
 
 @pytest.mark.asyncio
-async def test_engine_death_mid_stream_raises_backend_dead(
-    fake_vllm: Any, model_dir: Path
-) -> None:
+async def test_engine_death_mid_stream_raises_backend_dead(fake_vllm: Any, model_dir: Path) -> None:
     backend = await _loaded(model_dir)
     stream = backend.generate("r1", _prompt(backend), SamplingOptions(max_tokens=100))
     await anext(stream)
@@ -553,4 +525,65 @@ async def test_shutdown_is_idempotent_and_leaves_the_backend_unhealthy(
     assert fake_vllm.created[0].shutdown_calls == 1
     assert not await backend.healthy()
     with pytest.raises(BackendDeadError):
+        await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5))
+
+
+def _scripted_generate(*outputs: Any) -> Any:
+    """A stand-in for ``AsyncLLM.generate`` that yields ``outputs``."""
+
+    async def generate(prompt: Any, params: Any, request_id: str) -> Any:
+        for output in outputs:
+            yield output
+
+    return generate
+
+
+def _output(text: str, token_ids: list[int], finish_reason: str | None) -> Any:
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    completion = CompletionOutput(0, text, token_ids, finish_reason=finish_reason)
+    return RequestOutput("r1", [1], [completion], finished=finish_reason is not None)
+
+
+@pytest.mark.asyncio
+async def test_any_error_from_an_errored_engine_raises_backend_dead(
+    fake_vllm: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the engine core dies, vLLM can surface the transport error itself.
+    backend = await _loaded(model_dir)
+    engine = fake_vllm.created[0]
+
+    async def dying(prompt: Any, params: Any, request_id: str) -> Any:
+        engine.kill()
+        raise RuntimeError("zmq socket closed")
+        yield  # an async generator, like AsyncLLM.generate
+
+    monkeypatch.setattr(engine, "generate", dying)
+    with pytest.raises(BackendDeadError, match="zmq socket closed"):
+        await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("reason", "expected"), [("repetition", "stop"), ("stop", "stop")])
+async def test_model_side_finish_reasons_map_to_stop(
+    fake_vllm: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch, reason: str, expected: str
+) -> None:
+    backend = await _loaded(model_dir)
+    script = _scripted_generate(_output("ab", [4, 5], None), _output("", [6], reason))
+    monkeypatch.setattr(fake_vllm.created[0], "generate", script)
+    chunks = await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5))
+    assert [(c.text, c.num_tokens, c.finish_reason) for c in chunks] == [
+        ("ab", 2, None),
+        ("", 1, expected),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_request_error_from_vllm_is_raised(
+    fake_vllm: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = await _loaded(model_dir)
+    script = _scripted_generate(_output("", [], "error"))
+    monkeypatch.setattr(fake_vllm.created[0], "generate", script)
+    with pytest.raises(RuntimeError, match="internal error"):
         await _collect(backend, "r1", _prompt(backend), SamplingOptions(max_tokens=5))

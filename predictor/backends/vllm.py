@@ -1,0 +1,303 @@
+"""The GPU backend: vLLM's ``AsyncLLM`` (the v1 engine, vllm >= 0.11).
+
+vLLM and torch are several GB and exist only in the GPU image, so nothing here
+imports ``vllm`` at module level: the CPU image imports this module (for
+``check_model_dir`` and the backend table) without them. vLLM already schedules
+requests continuously and streams deltas from an async generator, so this
+adapter stays thin: it passes token ids in, maps outputs to
+``GenerationChunk`` and turns engine death into ``BackendDeadError``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import TemplateError
+
+from predictor.backends.base import (
+    BackendDeadError,
+    BackendInfo,
+    BackendLoadError,
+    FinishReason,
+    GenerationChunk,
+    OnStart,
+    Prompt,
+    RequestAborted,
+    SamplingOptions,
+)
+from predictor.backends.chat_template import ChatTemplateError
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+logger = logging.getLogger(__name__)
+
+# torch.load unpickles these, and unpickling can run arbitrary code.
+PICKLE_WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth"})
+
+NOT_INSTALLED = (
+    "vLLM backend requested but the 'vllm' package is not installed: pip install 'kzero[gpu]'"
+)
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Refuse anything but a Hugging Face directory with safetensors weights.
+
+    Runs before vLLM is imported, so a wrong model fails in a second with one
+    readable line instead of after a CUDA start-up. Pickle weights are refused
+    outright: loading them executes whatever the file says.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BackendLoadError(
+            f"vLLM needs a Hugging Face model directory, but {root} is not a directory "
+            "(a GGUF file is served by the llamacpp backend)"
+        )
+    if not (root / "config.json").is_file():
+        raise BackendLoadError(
+            f"{root} has no config.json: vLLM needs a Hugging Face model directory "
+            "(config.json and *.safetensors weights)"
+        )
+    if any(root.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_WEIGHT_SUFFIXES)
+    if pickles:
+        raise BackendLoadError(
+            f"{root} holds only pickle weights ({', '.join(pickles)}); kzero refuses them "
+            "because unpickling can execute code: convert the model to safetensors"
+        )
+    raise BackendLoadError(f"{root} has no *.safetensors weights for vLLM to load")
+
+
+def _finish_reason(reason: str, request_id: str) -> FinishReason | None:
+    """Map vLLM's finish reasons onto the two the serving layer knows.
+
+    ``abort`` (``None`` here) means someone called ``abort()`` for this request,
+    which ``generate`` reports as ``RequestAborted``. ``error`` is vLLM's
+    request-level internal failure, which it always reports as a server error.
+    """
+    if reason == "length":
+        return "length"
+    if reason == "abort":
+        return None
+    if reason == "error":
+        raise RuntimeError(f"vLLM failed request {request_id} with an internal error")
+    # "stop" (EOS, stop string or stop token) and "repetition" (vLLM cut a
+    # repeating pattern short) both end the text on the model's side.
+    return "stop"
+
+
+class VllmBackend:
+    """One model served by vLLM's ``AsyncLLM`` on a CUDA GPU."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.90,
+        enforce_eager: bool = False,
+        dtype: str = "auto",
+        served_model_name: str = "model",
+    ) -> None:
+        self._model_path = model_path
+        self._max_model_len = max_model_len
+        self._gpu_memory_utilization = gpu_memory_utilization
+        self._enforce_eager = enforce_eager
+        self._dtype = dtype
+        self._served_model_name = served_model_name
+        self._engine: AsyncLLM | None = None
+        self._tokenizer: Any = None
+        self._info: BackendInfo | None = None
+        # vLLM's EngineDeadError, known once vllm is imported in load().
+        self._engine_dead_error: type[BaseException] | None = None
+
+    @property
+    def info(self) -> BackendInfo:
+        if self._info is None:
+            raise RuntimeError("backend not loaded")
+        return self._info
+
+    async def load(self) -> None:
+        check_model_dir(self._model_path)
+        try:
+            import vllm
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+            from vllm.v1.engine.exceptions import EngineDeadError
+        except ImportError as exc:
+            if isinstance(exc, ModuleNotFoundError) and exc.name == "vllm":
+                raise BackendLoadError(NOT_INSTALLED) from exc
+            # Installed but broken, e.g. a CUDA or torch mismatch in the image.
+            raise BackendLoadError(f"vLLM is installed but cannot be imported: {exc}") from exc
+
+        args = AsyncEngineArgs(
+            model=self._model_path,
+            served_model_name=self._served_model_name,
+            max_model_len=self._max_model_len,
+            gpu_memory_utilization=self._gpu_memory_utilization,
+            enforce_eager=self._enforce_eager,
+            dtype=self._dtype,
+            # A model directory is untrusted input: no Python from the model
+            # repository, and (with check_model_dir) no pickle weights.
+            trust_remote_code=False,
+            load_format="safetensors",
+        )
+        try:
+            # Created on the running loop, as vLLM's own server does: AsyncLLM
+            # starts its output handler task on the loop it finds here.
+            engine = AsyncLLM.from_engine_args(args)
+        except Exception as exc:
+            raise BackendLoadError(
+                f"vLLM could not start an engine for {self._model_path}: {exc}"
+            ) from exc
+
+        tokenizer = engine.get_tokenizer()
+        if inspect.isawaitable(tokenizer):
+            # Older vLLM releases declare get_tokenizer() as a coroutine.
+            tokenizer = await tokenizer
+        model_config = engine.model_config
+        self._engine = engine
+        self._tokenizer = tokenizer
+        self._engine_dead_error = EngineDeadError
+        self._info = BackendInfo(
+            backend="vllm",
+            device="cuda",
+            model_path=self._model_path,
+            quantization=model_config.quantization or _dtype_name(model_config.dtype),
+            context_length=model_config.max_model_len,
+            extra={
+                "vllm_version": vllm.__version__,
+                "served_model_name": self._served_model_name,
+                "enforce_eager": self._enforce_eager,
+                "gpu_memory_utilization": self._gpu_memory_utilization,
+            },
+        )
+        logger.info(
+            "vLLM %s serving %s (context %d, %s)",
+            vllm.__version__,
+            self._model_path,
+            self._info.context_length,
+            self._info.quantization,
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        # The tokenizer's default adds BOS exactly when the model expects it.
+        return list(self._require_tokenizer().encode(text))
+
+    def render_chat(self, messages: list[dict[str, str]]) -> Prompt:
+        tokenizer = self._require_tokenizer()
+        if not getattr(tokenizer, "chat_template", None):
+            raise ChatTemplateError("this model has no chat template; use the completions endpoint")
+        try:
+            # transformers renders templates in an ImmutableSandboxedEnvironment.
+            text = tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        except (TemplateError, ValueError) as exc:
+            raise ChatTemplateError(f"chat template failed: {exc}") from exc
+        # The template writes BOS itself when the model wants one.
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        return Prompt(text=text, token_ids=list(ids))
+
+    async def generate(
+        self,
+        request_id: str,
+        prompt: Prompt,
+        options: SamplingOptions,
+        on_start: OnStart | None = None,
+    ) -> AsyncIterator[GenerationChunk]:
+        engine = self._require_engine()
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        params = SamplingParams(
+            max_tokens=options.max_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=list(options.stop),
+            output_kind=RequestOutputKind.DELTA,
+        )
+        # Token ids, not text: the ids the serving layer counted and checked
+        # against the context length are exactly what the engine sees.
+        stream = engine.generate(
+            TokensPrompt(prompt_token_ids=list(prompt.token_ids)), params, request_id
+        )
+        # vLLM batches continuously: a request joins the running batch at once
+        # and any wait happens inside vLLM's scheduler, which exports its own
+        # vllm:num_requests_waiting. So the request counts as started here.
+        if on_start is not None:
+            on_start()
+        finished = False
+        try:
+            async for output in stream:
+                completion = output.outputs[0]
+                finish = None
+                if output.finished:
+                    finished = True
+                    finish = _finish_reason(completion.finish_reason or "stop", request_id)
+                if completion.text or completion.token_ids or finish is not None:
+                    yield GenerationChunk(
+                        text=completion.text,
+                        num_tokens=len(completion.token_ids),
+                        finish_reason=finish,
+                    )
+                if finished and finish is None:
+                    raise RequestAborted(request_id)
+        except Exception as exc:
+            if engine.errored or (
+                self._engine_dead_error is not None and isinstance(exc, self._engine_dead_error)
+            ):
+                raise BackendDeadError(f"vLLM engine died: {exc!r}") from exc
+            raise
+        finally:
+            # Reached when the consumer closes us early (client gone) or the task
+            # is cancelled: free the sequence's KV cache now, not at GC time.
+            if not finished:
+                await self.abort(request_id)
+            await stream.aclose()
+
+    async def abort(self, request_id: str) -> None:
+        engine = self._engine
+        if engine is None or engine.errored:
+            return
+        await engine.abort(request_id)
+
+    async def healthy(self) -> bool:
+        engine = self._engine
+        if engine is None or engine.errored:
+            return False
+        try:
+            await engine.check_health()
+        except Exception as exc:  # any failure means "not healthy"
+            logger.warning("vLLM health check failed: %r", exc)
+            return False
+        return True
+
+    async def shutdown(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
+
+    def _require_engine(self) -> AsyncLLM:
+        engine = self._engine
+        if engine is None:
+            raise BackendDeadError("vLLM engine is not running (not loaded, or shut down)")
+        if engine.errored:
+            raise BackendDeadError("vLLM engine has died")
+        return engine
+
+    def _require_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            raise RuntimeError("backend not loaded")
+        return self._tokenizer
+
+
+def _dtype_name(dtype: object) -> str:
+    """``torch.bfloat16`` -> ``bfloat16``, the label for an unquantized model."""
+    return str(dtype).removeprefix("torch.")

@@ -1,0 +1,20 @@
+"""Fake ``vllm.engine.arg_utils``: the engine arguments kzero sets.
+
+A dataclass like the real one, so a misspelt keyword fails with ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class AsyncEngineArgs:
+    model: str = "facebook/opt-125m"
+    served_model_name: str | list[str] | None = None
+    trust_remote_code: bool = False
+    load_format: str = "auto"
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.90
+    enforce_eager: bool = False

@@ -1,0 +1,287 @@
+"""Fake ``vllm.v1.engine.async_llm.AsyncLLM``: a deterministic toy engine.
+
+It keeps the contract kzero relies on: ``generate()`` is an async generator of
+``RequestOutput`` honouring ``max_tokens``, stop strings (with the text that
+could start a stop string held back, as vLLM does), DELTA / CUMULATIVE /
+FINAL_ONLY output kinds and the model length; and ``abort()``,
+``check_health()``, ``errored`` and ``shutdown()``. It loads like vLLM too: it
+needs ``config.json``, refuses ``auto_map`` models without
+``trust_remote_code`` and, with ``load_format="safetensors"``, loads no pickle
+weights.
+
+The "model" answers with words picked from the prompt's token ids (greedy,
+``temperature == 0``) or from a generator seeded by ``seed``, one byte per
+token, and ends with EOS after ``REPLY_WORDS`` words. Test hooks: ``created``
+(every engine built), ``kill()``, ``step_delay``, ``abort_calls``, ``requests``
+and ``finished``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.outputs import CompletionOutput, RequestOutput
+from vllm.sampling_params import RequestOutputKind, SamplingParams
+from vllm.v1.engine.exceptions import EngineDeadError
+
+PAD, BOS, EOS = 0, 1, 2
+BYTE_OFFSET = 3  # byte b is token b + 3
+WORDS = (
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+)  # fmt: skip
+REPLY_WORDS = 12
+CHAT_TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
+
+
+class FakeTokenizer:
+    """Byte-level: ids 0-2 are PAD, BOS and EOS, byte ``b`` is ``b + 3``."""
+
+    bos_token_id = BOS
+    eos_token_id = EOS
+    chat_template = CHAT_TEMPLATE
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [b + BYTE_OFFSET for b in text.encode("utf-8")]
+        return [BOS, *ids] if add_special_tokens else ids
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        data = bytes(i - BYTE_OFFSET for i in ids if i >= BYTE_OFFSET)
+        return data.decode("utf-8", errors="replace")
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, str]],
+        tokenize: bool = True,
+        add_generation_prompt: bool = False,
+        **kwargs: Any,
+    ) -> str | list[int]:
+        roles = [m["role"] for m in messages]
+        if any(role not in ("system", "user", "assistant") for role in roles):
+            # What HF templates do through raise_exception().
+            from jinja2 import TemplateError
+
+            raise TemplateError(f"unsupported role in {roles}")
+        text = "".join(f"<|{m['role']}|>{m['content']}\n" for m in messages)
+        if add_generation_prompt:
+            text += "<|assistant|>"
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
+
+class TorchDtype:
+    """Prints like ``torch.bfloat16``, which is all kzero reads of a dtype."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"torch.{self.name}"
+
+
+@dataclass
+class ModelConfig:
+    max_model_len: int
+    quantization: str | None
+    dtype: TorchDtype
+
+
+@dataclass
+class RequestRecord:
+    prompt_token_ids: list[int]
+    params: SamplingParams
+
+
+@dataclass
+class FinishedRecord:
+    text: str
+    num_tokens: int
+    finish_reason: str
+
+
+def reply_tokens(prompt_ids: list[int], params: SamplingParams) -> list[int]:
+    """The whole answer the toy model gives, ending with EOS."""
+    if params.temperature == 0:
+        start = sum(prompt_ids)
+        words = [WORDS[(start + 5 * k) % len(WORDS)] for k in range(REPLY_WORDS)]
+    else:
+        rng = random.Random(params.seed)
+        words = [rng.choice(WORDS) for _ in range(REPLY_WORDS)]
+    return [b + BYTE_OFFSET for b in " ".join(words).encode()] + [EOS]
+
+
+class AsyncLLM:
+    created: ClassVar[list[AsyncLLM]] = []
+
+    def __init__(self, engine_args: AsyncEngineArgs, model_config: ModelConfig) -> None:
+        self.engine_args = engine_args
+        self.model_config = model_config
+        self.created_on_loop = _loop_running()
+        self.tokenizer = FakeTokenizer()
+        self.step_delay = 0.0
+        self.requests: dict[str, RequestRecord] = {}
+        self.finished: dict[str, FinishedRecord] = {}
+        self.abort_calls: list[str] = []
+        self.shutdown_calls = 0
+        self._running: set[str] = set()
+        self._abort_pending: set[str] = set()
+        self._dead = False
+        self._shut_down = False
+        AsyncLLM.created.append(self)
+
+    @classmethod
+    def from_engine_args(
+        cls, engine_args: AsyncEngineArgs, start_engine_loop: bool = True, **kwargs: Any
+    ) -> AsyncLLM:
+        root = Path(engine_args.model)
+        config_file = root / "config.json"
+        if not config_file.is_file():
+            raise OSError(f"{root} does not appear to have a file named config.json.")
+        config = json.loads(config_file.read_text())
+        if "auto_map" in config and not engine_args.trust_remote_code:
+            raise ValueError(
+                "The repository contains custom code which must be executed to correctly "
+                "load the model. Please pass the argument `trust_remote_code=True`."
+            )
+        patterns = ["*.safetensors"]
+        if engine_args.load_format == "auto":
+            patterns += ["*.bin", "*.pt"]
+        if not any(any(root.glob(pattern)) for pattern in patterns):
+            raise RuntimeError(f"Cannot find any model weights with `{root}`")
+        derived_len = int(config.get("max_position_embeddings", 2048))
+        max_len = engine_args.max_model_len or derived_len
+        if max_len > derived_len:
+            raise ValueError(
+                f"User-specified max_model_len ({max_len}) is greater than the derived "
+                f"max_model_len ({derived_len})."
+            )
+        dtype = engine_args.dtype
+        if dtype == "auto":
+            dtype = config.get("torch_dtype", "bfloat16")
+        model_config = ModelConfig(
+            max_model_len=max_len,
+            quantization=config.get("quantization_config", {}).get("quant_method"),
+            dtype=TorchDtype({"half": "float16", "float": "float32"}.get(dtype, dtype)),
+        )
+        return cls(engine_args, model_config)
+
+    @property
+    def errored(self) -> bool:
+        return self._dead or self._shut_down
+
+    @property
+    def dead_error(self) -> BaseException:
+        return EngineDeadError()
+
+    def kill(self) -> None:
+        """Test hook: the engine core process dies."""
+        self._dead = True
+
+    def get_tokenizer(self) -> FakeTokenizer:
+        return self.tokenizer
+
+    async def check_health(self) -> None:
+        if self.errored:
+            raise self.dead_error
+
+    async def abort(self, request_id: str | Iterable[str], internal: bool = False) -> None:
+        ids = [request_id] if isinstance(request_id, str) else list(request_id)
+        if not internal:
+            self.abort_calls.extend(ids)
+        self._abort_pending.update(i for i in ids if i in self._running)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self.shutdown_calls += 1
+        self._shut_down = True
+
+    async def generate(
+        self,
+        prompt: Any,
+        sampling_params: SamplingParams,
+        request_id: str,
+        **kwargs: Any,
+    ) -> AsyncGenerator[RequestOutput, None]:
+        if self.errored:
+            raise EngineDeadError()
+        if not isinstance(prompt, dict) or "prompt_token_ids" not in prompt:
+            raise TypeError("this fake engine takes only TokensPrompt inputs")
+        prompt_ids = list(prompt["prompt_token_ids"])
+        limit = self.model_config.max_model_len
+        if len(prompt_ids) >= limit:
+            raise ValueError(f"The prompt (length {len(prompt_ids)}) is too long ({limit}).")
+        if request_id in self._running:
+            raise ValueError(f"Request id {request_id} already running.")
+        params = sampling_params
+        self.requests[request_id] = RequestRecord(prompt_ids, params)
+        self._running.add(request_id)
+        try:
+            async for output in self._decode(request_id, prompt_ids, params):
+                yield output
+        except (asyncio.CancelledError, GeneratorExit):
+            await self.abort(request_id, internal=True)
+            raise
+        finally:
+            self._running.discard(request_id)
+            self._abort_pending.discard(request_id)
+
+    async def _decode(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncGenerator[RequestOutput, None]:
+        planned = reply_tokens(prompt_ids, params)
+        room = self.model_config.max_model_len - len(prompt_ids)
+        max_tokens = min(params.max_tokens or room, room)
+        stops = list(params.stop or [])
+        hold = max((len(s) for s in stops), default=1) - 1
+        text = ""
+        generated: list[int] = []
+        sent_text = sent_ids = 0
+        while True:
+            await asyncio.sleep(self.step_delay)
+            if self._dead:
+                raise EngineDeadError()
+            finish: str | None = None
+            visible = text
+            if request_id in self._abort_pending:
+                finish = "abort"
+            else:
+                token = planned[len(generated)]
+                generated.append(token)
+                if token == EOS:
+                    finish = "stop"
+                else:
+                    text += self.tokenizer.decode([token])
+                    visible = text
+                    hits = [text.find(s) for s in stops if s in text]
+                    if hits:
+                        finish, visible = "stop", text[: min(hits)]
+                    elif len(generated) >= max_tokens:
+                        finish = "length"
+                    else:
+                        visible = text[: max(sent_text, len(text) - hold)]
+            if finish is not None:
+                self.finished[request_id] = FinishedRecord(visible, len(generated), finish)
+            if params.output_kind is RequestOutputKind.DELTA:
+                out_text, out_ids = visible[sent_text:], generated[sent_ids:]
+            elif params.output_kind is RequestOutputKind.CUMULATIVE or finish is not None:
+                out_text, out_ids = visible, list(generated)
+            else:
+                continue
+            sent_text, sent_ids = len(visible), len(generated)
+            completion = CompletionOutput(0, out_text, out_ids, finish_reason=finish)
+            yield RequestOutput(request_id, prompt_ids, [completion], finished=finish is not None)
+            if finish is not None:
+                return
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
