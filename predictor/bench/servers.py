@@ -1,0 +1,123 @@
+"""Setups (b) and (c) as child processes on free loopback ports.
+
+Both servers load the same GGUF with the same threads, context and batch size.
+Each child's output goes to a log file, shown when it fails to become ready.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+import predictor
+from predictor.bench.workload import Workload
+
+# Served name for both servers, so one request body fits both.
+SERVED_NAME = "kzero-bench"
+READY_POLL_S = 0.2
+STOP_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """One server child process: started at construction, stopped by ``stop``."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.url = f"http://127.0.0.1:{port}"
+        self._ready_url = f"{self.url}{ready_path}"
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
+            prefix=f"kzero-bench-{name}-", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return Path(self._log.name).read_text(errors="replace")[-chars:]
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll the readiness URL until 200; fail early if the process dies."""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(self._ready_url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(READY_POLL_S)
+        raise TimeoutError(f"{self.name} not ready at {self._ready_url}:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within the timeout."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+def start_kzero(workload: Workload) -> ServerProcess:
+    """``kzero serve`` (``python -m predictor`` is the same entry point)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "predictor",
+        "--model", str(workload.model_path),
+        "--model_name", SERVED_NAME,
+        "--http_port", str(port),
+        "--n_threads", str(workload.n_threads),
+        "--n_ctx", str(workload.n_ctx),
+        "--n_batch", str(workload.n_batch),
+    ]  # fmt: skip
+    # Serve the very predictor package this bench was imported from, even
+    # from a source checkout that is not pip-installed.
+    source_root = str(Path(predictor.__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
+    return ServerProcess(
+        "kzero", command, port, f"/v1/models/{SERVED_NAME}", env={"PYTHONPATH": pythonpath}
+    )
+
+
+def start_llama_cpp_server(workload: Workload) -> ServerProcess:
+    """``python -m llama_cpp.server`` with its defaults, interrupt_requests included."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(workload.model_path),
+        "--model_alias", SERVED_NAME,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_threads", str(workload.n_threads),
+        "--n_threads_batch", str(workload.n_threads),
+        "--n_ctx", str(workload.n_ctx),
+        "--n_batch", str(workload.n_batch),
+    ]  # fmt: skip
+    return ServerProcess("llama_cpp.server", command, port, "/v1/models")

@@ -1,0 +1,72 @@
+"""What every setup is asked to do: the same prompts, token budget and rounds.
+
+Greedy decoding over HTTP cannot ignore the end-of-sequence token, so the
+prompts are openings that invite a long continuation; throughput is computed
+from the tokens actually generated, so an early stop skews nothing.
+
+``llama_cpp.server`` reuses the KV cache of its previous request when a new
+prompt starts the same way (kzero and the raw setup reset per request). So no
+two consecutive requests share a prompt: each request takes the next prompt of
+a rotation longer than any two batches together, and the warm-up prompt is
+used for nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+WARMUP_PROMPT = "Good morning! Today we will talk about the weather, and"
+
+# Distinct first words, so no prompt is a prefix of another's cache entry.
+PROMPTS: tuple[str, ...] = (
+    "The history of the printing press is a long story. It begins in",
+    "Here is a detailed, step by step guide to baking bread at home. Step 1:",
+    "Chapter 1\n\nThe old lighthouse keeper had lived on the island for forty years, and",
+    "An introduction to the water cycle for students. Water on Earth is always moving.",
+    "Dear diary, today was the strangest day of my life. It started when",
+    "Ten tips for learning a new language quickly:\n\n1.",
+    "In this tutorial we explain how a computer stores numbers in memory. First,",
+    "Once upon a time, in a small village at the edge of a great forest, there lived",
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``concurrency`` prompts sent together in one round."""
+
+    round_index: int
+    concurrency: int
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The requests of one benchmark run, identical for every setup."""
+
+    model_path: Path
+    n_threads: int
+    n_ctx: int
+    n_batch: int
+    max_tokens: int
+    rounds: int
+    concurrency: tuple[int, ...]
+    prompts: tuple[str, ...] = PROMPTS
+
+    def __post_init__(self) -> None:
+        if len(self.prompts) < 2 * max(self.concurrency):
+            raise ValueError(
+                f"{len(self.prompts)} prompts cannot keep consecutive batches of "
+                f"{max(self.concurrency)} apart; use at most {len(self.prompts) // 2}"
+            )
+
+    def schedule(self) -> Iterator[Batch]:
+        """Every batch of the run in order; prompts rotate request by request."""
+        next_prompt = 0
+        for round_index in range(self.rounds):
+            for concurrency in self.concurrency:
+                indices = range(next_prompt, next_prompt + concurrency)
+                prompts = tuple(self.prompts[i % len(self.prompts)] for i in indices)
+                yield Batch(round_index, concurrency, prompts)
+                next_prompt += concurrency
