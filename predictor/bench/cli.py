@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import signal
 import sys
@@ -29,6 +30,10 @@ from predictor.bench.servers import SERVED_NAME, start_kzero, start_llama_cpp_se
 from predictor.bench.workload import Workload
 from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
+
+# Setup (a) imports llama_cpp; setup (c) runs llama_cpp.server, whose extra
+# dependencies (llama-cpp-python[server]) are these.
+REQUIRED_MODULES = ("llama_cpp", "sse_starlette", "starlette_context")
 
 SETUP_NAMES = {
     "a": "a raw llama-cpp-python",
@@ -91,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--n_threads",
         type=_positive,
         default=None,
-        help="llama.cpp threads for every setup. Default: the CPU quota of this cgroup.",
+        help=(
+            "llama.cpp threads for every setup. Default: the CPUs this process may use "
+            "(its affinity, capped by the cgroup CPU quota), as kzero serve does."
+        ),
     )
     parser.add_argument(
         "--n_ctx",
@@ -136,6 +144,10 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         rounds=args.rounds,
         concurrency=args.concurrency,
     )
+
+
+def missing_modules() -> list[str]:
+    return [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
 
 
 def _progress(message: str) -> None:
@@ -212,6 +224,14 @@ def _header(workload: Workload, facts: dict[str, str | int]) -> str:
 def bench_main(argv: Sequence[str]) -> int:
     """Entry point of ``kzero bench``; returns the process exit status."""
     args = build_parser().parse_args(list(argv))
+    missing = missing_modules()
+    if missing:
+        print(
+            f"kzero bench: missing {', '.join(missing)}: "
+            "pip install 'llama-cpp-python[server]==0.3.36' (or kzero[cpu,test])",
+            file=sys.stderr,
+        )
+        return 2
     try:
         workload = workload_from_args(args)
     except (DefaultModelMissing, FileNotFoundError, ValueError) as exc:

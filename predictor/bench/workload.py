@@ -58,7 +58,7 @@ class Workload:
         if len(self.prompts) < 2 * max(self.concurrency):
             raise ValueError(
                 f"{len(self.prompts)} prompts cannot keep consecutive batches of "
-                f"{max(self.concurrency)} apart; use at most {len(self.prompts) // 2}"
+                f"{max(self.concurrency)} apart; use concurrency levels up to {len(self.prompts) // 2}"
             )
 
     def schedule(self) -> Iterator[Batch]:
