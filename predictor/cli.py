@@ -1,4 +1,4 @@
-"""The ``kzero`` command: ``kzero serve`` runs the predictor, ``kzero bench`` measures it.
+"""The ``kzero`` command: ``kzero serve`` runs the predictor; other subcommands are in ``COMMANDS``.
 
 ``python -m predictor`` is ``kzero serve`` (the container entry point). Serve
 flags are KServe's own (``--http_port``, ``--workers``...) plus one per field of
@@ -8,6 +8,7 @@ flags are KServe's own (``--http_port``, ``--workers``...) plus one per field of
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import types
@@ -115,18 +116,22 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
     return 0
 
 
+# Each command's entry point, imported only when that command runs, so that
+# `kzero serve` never pays for the imports of the others.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "serve": ("predictor.cli", "serve_main", "run the predictor"),
+    "bench": ("predictor.bench.cli", "bench_main", "benchmark kzero against its baselines"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve": "run the predictor", "bench": "benchmark kzero against its baselines"}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        usage = "\n".join(f"  {name:8} {text}" for name, text in commands.items())
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        usage = "\n".join(f"  {name:8} {text}" for name, (_, _, text) in COMMANDS.items())
         print(
             f"usage: kzero <command> [options]\n\ncommands:\n{usage}\n\n'kzero <command> --help' for options"
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    command, rest = argv[0], argv[1:]
-    if command == "serve":
-        return serve_main(rest)
-    from predictor.bench.cli import bench_main
-
-    return bench_main(rest)
+    module_name, function_name, _ = COMMANDS[argv[0]]
+    entry_point = getattr(importlib.import_module(module_name), function_name)
+    return entry_point(argv[1:])
