@@ -1,0 +1,286 @@
+"""Replay a request trace through the KPA, the activator and llama.cpp-like pods.
+
+A discrete-event simulation: arrivals, pods becoming ready, requests finishing,
+and an autoscaler tick every ``tick_s``. What it models:
+
+- concurrency: requests arrived and not finished (in pods or buffered in the
+  activator), averaged into 1-second buckets as Knative's queue-proxy and
+  activator report it, then over the stable and panic windows;
+- the activator: a request that finds no ready pod waits in the activator; one
+  that finds no pod at all pokes the autoscaler, which scales from zero at once
+  rather than on the next tick;
+- pods: ready ``cold_start_s`` after they are created, one request at a time in
+  arrival order (prefill, then decode at the measured tokens/s); a pod scaled
+  away stops taking requests and goes once its queue drains;
+- billing: a pod costs from creation (cold start included) to removal.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autoscaling.kpa import KpaConfig, KpaDecider, ScaleToZeroGate, apply_bounds
+from autoscaling.traces import TraceRequest
+
+
+@dataclass(frozen=True)
+class PodModel:
+    tokens_per_s: float
+    cold_start_s: float
+    prefill_tokens_per_s: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if self.tokens_per_s <= 0 or self.prefill_tokens_per_s <= 0 or self.cold_start_s < 0:
+            raise ValueError("token rates must be positive and the cold start not negative")
+
+
+@dataclass
+class RequestOutcome:
+    arrival_s: float
+    start_s: float = math.nan
+    first_token_s: float = math.nan
+    end_s: float = math.nan
+    waited_for_cold_start: bool = False
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token_s - self.arrival_s
+
+    @property
+    def e2e_s(self) -> float:
+        return self.end_s - self.arrival_s
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    time_s: float
+    pods: int
+    ready_pods: int
+    desired: int
+    concurrency: int
+    panicking: bool
+
+
+@dataclass
+class _Pod:
+    created_s: float
+    ready_s: float
+    queue: deque[tuple[RequestOutcome, TraceRequest]] = field(default_factory=deque)
+    busy: bool = False
+    removing: bool = False
+    removed_s: float | None = None
+
+    def ready(self, now: float) -> bool:
+        return self.ready_s <= now
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.queue) + int(self.busy)
+
+
+@dataclass
+class SimulationResult:
+    duration_s: float
+    ticks: list[TickRecord]
+    requests: list[RequestOutcome]
+    pod_seconds: float
+    pods_started: int
+
+    def percentile(self, values: Sequence[float], q: float) -> float:
+        if not values:
+            return math.nan
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+    def latency(self) -> dict[str, float]:
+        ttft = [r.ttft_s for r in self.requests]
+        e2e = [r.e2e_s for r in self.requests]
+        return {
+            **{f"ttft_p{q}": self.percentile(ttft, q / 100) for q in (50, 95, 99)},
+            **{f"e2e_p{q}": self.percentile(e2e, q / 100) for q in (50, 95, 99)},
+            "cold_start_share": (
+                sum(r.waited_for_cold_start for r in self.requests) / len(self.requests)
+                if self.requests
+                else 0.0
+            ),
+        }
+
+
+class Simulation:
+    """One run; call ``run`` once."""
+
+    def __init__(
+        self,
+        trace: Sequence[TraceRequest],
+        pod: PodModel,
+        config: KpaConfig,
+        *,
+        duration_s: float | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.trace = sorted(trace, key=lambda r: r.arrival_s)
+        self.pod = pod
+        self.config = config
+        last_arrival = self.trace[-1].arrival_s if self.trace else 0.0
+        self.duration_s = duration_s if duration_s is not None else last_arrival
+        self.decider = KpaDecider(config)
+        self.gate = ScaleToZeroGate(config)
+        self.pods: list[_Pod] = []
+        self.activator: deque[tuple[RequestOutcome, TraceRequest]] = deque()
+        self.outcomes: list[RequestOutcome] = []
+        self.ticks: list[TickRecord] = []
+        self.concurrency = 0
+        self.buckets: dict[int, float] = {}
+        self._last_t = 0.0
+        self._events: list[tuple[float, int, str, object]] = []
+        self._seq = itertools.count()
+        self._progress = progress
+
+    # Concurrency accounting, in 1-second buckets.
+    def _advance(self, now: float) -> None:
+        t = self._last_t
+        while t < now:
+            second = math.floor(t)
+            step_end = min(now, second + 1.0)
+            if self.concurrency:
+                self.buckets[second] = self.buckets.get(second, 0.0) + self.concurrency * (
+                    step_end - t
+                )
+            t = step_end
+        self._last_t = now
+
+    def _window_average(self, now: float, window_s: float) -> float:
+        end = math.floor(now)
+        start = end - math.ceil(window_s)
+        return sum(self.buckets.get(s, 0.0) for s in range(start, end)) / window_s
+
+    def _push(self, time_s: float, kind: str, payload: object = None) -> None:
+        heapq.heappush(self._events, (time_s, next(self._seq), kind, payload))
+
+    def _live(self) -> list[_Pod]:
+        return [p for p in self.pods if p.removed_s is None and not p.removing]
+
+    def _start_next(self, pod: _Pod, now: float) -> None:
+        if pod.busy or not pod.queue:
+            if not pod.busy and not pod.queue and pod.removing and pod.removed_s is None:
+                pod.removed_s = now
+            return
+        outcome, request = pod.queue.popleft()
+        pod.busy = True
+        prefill = request.prompt_tokens / self.pod.prefill_tokens_per_s
+        outcome.start_s = now
+        outcome.first_token_s = now + prefill + 1 / self.pod.tokens_per_s
+        outcome.end_s = now + prefill + request.output_tokens / self.pod.tokens_per_s
+        self._push(outcome.end_s, "done", pod)
+
+    def _route(self, item: tuple[RequestOutcome, TraceRequest], now: float) -> bool:
+        ready = [p for p in self._live() if p.ready(now)]
+        if not ready:
+            return False
+        pod = min(ready, key=lambda p: p.outstanding)
+        pod.queue.append(item)
+        self._start_next(pod, now)
+        return True
+
+    def _scale_to(self, desired: int, now: float) -> None:
+        live = self._live()
+        for _ in range(desired - len(live)):
+            pod = _Pod(created_s=now, ready_s=now + self.pod.cold_start_s)
+            self.pods.append(pod)
+            self._push(pod.ready_s, "ready", pod)
+        if desired < len(live):
+            # Not-ready pods go first, then the least loaded.
+            victims = sorted(live, key=lambda p: (p.ready(now), p.outstanding))
+            for pod in victims[: len(live) - desired]:
+                pod.removing = True
+                self._start_next(pod, now)
+                if pod.removed_s is None and not pod.ready(now):
+                    pod.removed_s = now
+
+    def _tick(self, now: float) -> None:
+        stable = self._window_average(now, self.config.stable_window_s)
+        panic = self._window_average(now, self.config.panic_window_s)
+        ready = sum(p.ready(now) for p in self._live())
+        decision = self.decider.decide(now, ready, stable, panic)
+        desired = self.gate.apply(now, apply_bounds(self.config, decision.desired))
+        if decision.desired == 0 and self.concurrency:
+            desired = max(desired, 1)
+        self._scale_to(desired, now)
+        self.ticks.append(
+            TickRecord(now, len(self._live()), ready, desired, self.concurrency, decision.panicking)
+        )
+
+    def run(self) -> SimulationResult:
+        for request in self.trace:
+            self._push(request.arrival_s, "arrival", request)
+        if self.config.min_scale:
+            self.gate.activate(0.0)
+            self._scale_to(self.config.min_scale, 0.0)
+        self._push(self.config.tick_s, "tick")
+        pending = len(self.trace)
+        while self._events:
+            now, _, kind, payload = heapq.heappop(self._events)
+            if kind == "tick" and now > self.duration_s and pending == 0 and not self._live():
+                break
+            self._advance(now)
+            if kind == "arrival":
+                assert isinstance(payload, TraceRequest)
+                self._arrive(payload, now)
+            elif kind == "ready":
+                while self.activator and self._route(self.activator.popleft(), now):
+                    pass
+            elif kind == "done":
+                assert isinstance(payload, _Pod)
+                payload.busy = False
+                self.concurrency -= 1
+                pending -= 1
+                self._start_next(payload, now)
+            elif kind == "tick":
+                self._tick(now)
+                if self._progress:
+                    self._progress(now)
+                if now > self.duration_s and pending == 0 and self.config.min_scale > 0:
+                    break
+                self._push(now + self.config.tick_s, "tick")
+        end = max(self.duration_s, self._last_t)
+        pod_seconds = sum(
+            (p.removed_s if p.removed_s is not None else end) - p.created_s for p in self.pods
+        )
+        return SimulationResult(end, self.ticks, self.outcomes, pod_seconds, len(self.pods))
+
+    def _arrive(self, request: TraceRequest, now: float) -> None:
+        outcome = RequestOutcome(arrival_s=now)
+        self.outcomes.append(outcome)
+        self.concurrency += 1
+        item = (outcome, request)
+        if self._route(item, now):
+            return
+        outcome.waited_for_cold_start = True
+        self.activator.append(item)
+        self.gate.activate(now)
+        if not self._live():
+            # The activator pokes the autoscaler: scale from zero now, not at the next tick.
+            self._scale_to(
+                apply_bounds(
+                    self.config, max(1, math.ceil(len(self.activator) / self.config.target_value))
+                ),
+                now,
+            )
+
+
+def simulate(
+    trace: Sequence[TraceRequest],
+    pod: PodModel,
+    config: KpaConfig,
+    *,
+    duration_s: float | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SimulationResult:
+    return Simulation(trace, pod, config, duration_s=duration_s, progress=progress).run()
