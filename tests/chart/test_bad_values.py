@@ -1,0 +1,106 @@
+"""Wrong values fail `helm template` with a message that names the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helm_cli import CHART, run_helm
+
+MODEL = {"name": "m", "uri": "file:///models/m.gguf"}
+
+BAD_VALUES = {
+    "unknown top-level key": ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+    "typo in a nested key": ({"cache": {"sise": "1Gi"}}, "additional properties 'sise'"),
+    "unknown accelerator": (
+        {"models": [{**MODEL, "accelerator": "tpu"}]},
+        "/models/0/accelerator': value must be one of 'auto', 'cpu', 'gpu'",
+    ),
+    "model without a name": ({"models": [{"uri": "file:///m.gguf"}]}, "missing property 'name'"),
+    "model name not a DNS label": (
+        {"models": [{**MODEL, "name": "Llama_3"}]},
+        "/models/0/name'",
+    ),
+    "negative minReplicas": (
+        {"models": [{**MODEL, "minReplicas": -1}]},
+        "/models/0/minReplicas': minimum: got -1, want 0",
+    ),
+    "timeout above the schema's bound": (
+        {"defaults": {"timeoutSeconds": 7200}},
+        "/defaults/timeoutSeconds': maximum",
+    ),
+    "duration without a unit": (
+        {"defaults": {"scaleDownDelay": "30"}},
+        "/defaults/scaleDownDelay'",
+    ),
+    "unquoted quantity": (
+        {"defaults": {"resources": {"cpu": {"limits": {"cpu": 2}}}}},
+        "/defaults/resources/cpu/limits/cpu': got number, want string",
+    ),
+    "model URI with an unknown scheme": (
+        {"models": [{**MODEL, "uri": "ftp://host/m.gguf"}]},
+        "/models/0/uri'",
+    ),
+    "no models": ({"models": []}, "/models': minItems"),
+    "gpu model without gpuUri": (
+        {"models": [{**MODEL, "accelerator": "gpu"}]},
+        "models[m]: accelerator is gpu but gpuUri",
+    ),
+    "cpu model without uri": (
+        {"models": [{"name": "m", "gpuUri": "hf://org/m"}]},
+        "models[m]: runs on CPU (accelerator auto) but uri",
+    ),
+    "no PVC at all": (
+        {"cache": {"create": False, "existingClaim": ""}},
+        "cache.existingClaim is required when cache.create is false",
+    ),
+}
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_fail_with_a_message_naming_the_key(
+    tmp_path: Path, values: dict, message: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    result = run_helm("template", "kzero", str(CHART), "-f", str(values_file))
+    assert result.returncode != 0, f"accepted bad values {values}"
+    assert message in result.stderr, result.stderr
+
+
+def _undescribed(schema: dict, path: str) -> list[str]:
+    missing = [] if schema.get("description") else [path or "(root)"]
+    for key, sub in schema.get("properties", {}).items():
+        missing += _undescribed(sub, f"{path}.{key}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            missing += _undescribed(schema[key], f"{path}.{key}")
+    return missing
+
+
+def test_schema_describes_every_key_and_forbids_unknown_ones() -> None:
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert not _undescribed(schema, ""), _undescribed(schema, "")
+
+    def loose(node: dict, path: str) -> list[str]:
+        found = []
+        if "properties" in node and node.get("additionalProperties") is not False:
+            found.append(path)
+        for key, sub in node.get("properties", {}).items():
+            found += loose(sub, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            found += loose(node["items"], f"{path}[]")
+        return found
+
+    # EnvVar items stay open (value, valueFrom...): the rendered objects are
+    # validated strictly against Kubernetes' schema instead.
+    assert [path for path in loose(schema, "") if not path.endswith(".env[]")] == []
+
+
+def test_default_values_satisfy_the_schema() -> None:
+    result = run_helm("lint", str(CHART), "--strict")
+    assert result.returncode == 0, result.stdout + result.stderr
