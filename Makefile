@@ -30,8 +30,8 @@ serve: setup
 	$(BIN)/kzero serve --http_port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check predictor tests
-	$(BIN)/ruff format --check predictor tests
+	$(BIN)/ruff check predictor tests autoscaling dashboards
+	$(BIN)/ruff format --check predictor tests autoscaling dashboards
 
 test: lint
 	$(BIN)/python -m pytest
