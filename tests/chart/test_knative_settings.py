@@ -14,6 +14,7 @@ ANNOTATIONS = (
     "autoscaling.knative.dev/class",
     "autoscaling.knative.dev/metric",
     "autoscaling.knative.dev/target",
+    "autoscaling.knative.dev/window",
     "autoscaling.knative.dev/initial-scale",
     "autoscaling.knative.dev/scale-to-zero-pod-retention-period",
     "autoscaling.knative.dev/scale-down-delay",

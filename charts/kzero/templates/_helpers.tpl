@@ -72,11 +72,13 @@ Call with (dict "root" $ "model" $entry).
 {{- toYaml $m -}}
 {{- end -}}
 
-{{/* The restricted pod security profile: pod level. */}}
+{{/*
+The restricted pod security profile: pod level. Only the two fields Knative
+accepts without its kubernetes.podspec-securitycontext feature; the UID and GID
+are set per container.
+*/}}
 {{- define "kzero.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
