@@ -108,7 +108,12 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
 
     try:
         model = build_model(settings)
-        run(model, http_port=args.http_port, enable_grpc=args.enable_grpc)
+        run(
+            model,
+            http_port=args.http_port,
+            enable_grpc=args.enable_grpc,
+            event_loop=args.event_loop,
+        )
     except (BackendLoadError, DefaultModelMissing) as exc:
         # Fail fast with one readable line: Kubernetes shows it in the crash loop.
         logger.error("cannot start: %s", exc)
@@ -121,6 +126,8 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("predictor.cli", "serve_main", "run the predictor"),
     "bench": ("predictor.bench.cli", "bench_main", "benchmark kzero against its baselines"),
+    "cost": ("autoscaling.cost_cli", "cost_main", "cost per token vs AWS Lambda and Cloud Run"),
+    "report": ("autoscaling.report_cli", "report_main", "markdown report with cost/latency charts"),
 }
 
 

@@ -69,9 +69,20 @@ REQUESTS_WAITING = Gauge(
 COLD_START = Histogram(
     "kzero_cold_start_seconds",
     "Duration of each cold-start phase: process_start (process start to imports done), "
-    "load (engine and weights), ready (process start to ready to serve).",
+    "cache (lookup), download, verify (sha256), load (engine and weights), ready "
+    "(process start to ready to serve).",
     ("phase", *LABELS),
     buckets=_COLD_START_BUCKETS,
+)
+CACHE_LOOKUPS = Counter(
+    "kzero_cache_lookups",
+    "Model cache lookups at start-up: hit (complete entry on the volume), miss (fetched "
+    "now), local (a local path served in place, no cache involved).",
+    (*LABELS, "result"),
+)
+CACHE_RESULTS = ("hit", "miss", "local")
+CACHE_DOWNLOAD_BYTES = Counter(
+    "kzero_cache_download_bytes", "Bytes this process fetched into the model cache.", LABELS
 )
 BACKEND_INFO = Gauge(
     "kzero_backend_info",
@@ -91,6 +102,10 @@ class RequestRecorder:
 
     def __init__(self, model_name: str, backend: str) -> None:
         self._labels: Sequence[str] = (model_name, backend)
+        # Resolved once: ``labels()`` hashes and looks up on every call, and the
+        # token path runs for every token.
+        self._generation_tokens = GENERATION_TOKENS.labels(*self._labels)
+        self._inter_token_latency = INTER_TOKEN_LATENCY.labels(*self._labels)
         self._arrival = time.perf_counter()
         self._last_token: float | None = None
         self._state = "waiting"
@@ -110,14 +125,14 @@ class RequestRecorder:
         if count <= 0:
             return
         now = time.perf_counter()
-        GENERATION_TOKENS.labels(*self._labels).inc(count)
+        self._generation_tokens.inc(count)
         if self._last_token is None:
             # Tokens that arrive with the first one have no gap of their own.
             TIME_TO_FIRST_TOKEN.labels(*self._labels).observe(now - self._arrival)
         else:
             gap = (now - self._last_token) / count
             for _ in range(count):
-                INTER_TOKEN_LATENCY.labels(*self._labels).observe(gap)
+                self._inter_token_latency.observe(gap)
         self._last_token = now
 
     def finish(self, status: str, prompt_tokens: int | None) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import ORJSONResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
 from predictor.openai.errors import (
     MalformedJSON,
@@ -54,23 +54,38 @@ async def read_json_body(request: Request, limit: int) -> Any:
         ) from None
 
 
-async def _abort_when_disconnected(request: Request, abort: Callable[[], Awaitable[None]]) -> None:
+async def _abort_when_disconnected(receive: Receive, abort: Callable[[], Awaitable[None]]) -> None:
     # The body is read already, so the next ASGI message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
     await abort()
 
 
-async def _abort_stream_on_disconnect(
-    request: Request, events: AsyncIterator[bytes], abort: Callable[[], Awaitable[None]]
-) -> AsyncIterator[bytes]:
-    watcher = asyncio.create_task(_abort_when_disconnected(request, abort))
-    try:
-        async with aclosing(events):
-            async for event in events:
-                yield event
-    finally:
-        watcher.cancel()
+class _EventStreamResponse(StreamingResponse):
+    """SSE that aborts the generation when the client disconnects, even while queued.
+
+    Starlette notices a gone client only when a write fails, and a request still
+    waiting for the engine writes nothing. A watcher task on the side, rather
+    than a wrapper generator, keeps the per-token path one hop shorter.
+    """
+
+    def __init__(self, events: AsyncIterator[bytes], abort: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._abort = abort
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.create_task(_abort_when_disconnected(receive, self._abort))
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            watcher.cancel()
+            # A stream cut short leaves its generator suspended; close it now so
+            # the engine stops instead of waiting for the garbage collector.
+            await self.body_iterator.aclose()
 
 
 def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> APIRouter:
@@ -99,13 +114,8 @@ def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> A
             await service.abort(prepared.completion)
 
         if prepared.stream:
-            events = _abort_stream_on_disconnect(request, stream_fn(prepared), abort)
-            return StreamingResponse(
-                events,
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        watcher = asyncio.create_task(_abort_when_disconnected(request, abort))
+            return _EventStreamResponse(stream_fn(prepared), abort)
+        watcher = asyncio.create_task(_abort_when_disconnected(request.receive, abort))
         try:
             return ORJSONResponse(await body_fn(prepared))
         finally:

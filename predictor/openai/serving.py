@@ -28,8 +28,8 @@ ChoiceBuilder = Callable[[str, str | None], dict[str, Any]]
 
 
 def sse_event(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
-    return f"data: {data}\n\n".encode()
+    data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+    return b"data: " + data + b"\n\n"
 
 
 def usage_body(completion: Completion) -> dict[str, int]:

@@ -39,7 +39,12 @@ def main() -> None:
     model.service.backend = GatedBackend(
         model.service.backend, Path(os.environ["KZERO_TEST_LOAD_GATE"])
     )
-    run(model, http_port=args.http_port, enable_grpc=args.enable_grpc)
+    run(
+        model,
+        http_port=args.http_port,
+        enable_grpc=args.enable_grpc,
+        event_loop=args.event_loop,
+    )
 
 
 if __name__ == "__main__":

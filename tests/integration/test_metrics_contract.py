@@ -25,6 +25,8 @@ CONTRACT = {
     "kzero_requests_running",
     "kzero_requests_waiting",
     "kzero_cold_start_seconds",
+    "kzero_cache_lookups",
+    "kzero_cache_download_bytes",
     "kzero_backend_info",
 }
 COUNTERS = ("kzero_requests_total", "kzero_prompt_tokens_total", "kzero_generation_tokens_total")
