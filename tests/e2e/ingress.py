@@ -1,0 +1,76 @@
+"""OpenAI requests to a model through the Knative route (Kourier), as a client would send them."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .cluster import INGRESS, Cluster
+
+# A request to a model at zero replicas waits in the activator for a cold start.
+REQUEST_TIMEOUT_SECONDS = 600
+
+
+def route_host(cluster: Cluster, namespace: str, model: str) -> str:
+    """The Host header Knative routes on, from the InferenceService's status URL."""
+    service = cluster.custom.get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", model
+    )
+    url = service.get("status", {}).get("url")
+    assert url, f"InferenceService {model} has no status.url yet: {service.get('status')}"
+    return urlsplit(url).netloc
+
+
+@dataclass(frozen=True)
+class StreamedAnswer:
+    text: str
+    time_to_first_token: float
+    total: float
+
+
+def stream_chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> StreamedAnswer:
+    """A streaming chat completion; times the first content chunk from the moment of sending."""
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    request = urllib.request.Request(
+        f"{INGRESS}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Host": host},
+    )
+    started = time.monotonic()
+    first_token_at = None
+    pieces = []
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line.removeprefix("data: "))["choices"]
+            delta = choices[0]["delta"].get("content") if choices else None
+            if delta:
+                first_token_at = first_token_at or time.monotonic()
+                pieces.append(delta)
+    assert first_token_at is not None, "the stream carried no content"
+    return StreamedAnswer("".join(pieces), first_token_at - started, time.monotonic() - started)
+
+
+def chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> dict:
+    body = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    request = urllib.request.Request(
+        f"{INGRESS}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Host": host},
+    )
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+        return json.load(response)
