@@ -19,8 +19,11 @@ def route_host(cluster: Cluster, namespace: str, model: str) -> str:
     service = cluster.custom.get_namespaced_custom_object(
         "serving.kserve.io", "v1beta1", namespace, "inferenceservices", model
     )
-    url = service.get("status", {}).get("url")
-    assert url, f"InferenceService {model} has no status.url yet: {service.get('status')}"
+    status = service.get("status", {})
+    # The predictor's own Knative route; without KServe's Istio virtual host
+    # (kind uses Kourier) the top-level status.url is the same address.
+    url = status.get("components", {}).get("predictor", {}).get("url") or status.get("url")
+    assert url, f"InferenceService {model} has no URL yet: {status}"
     return urlsplit(url).netloc
 
 
