@@ -138,6 +138,7 @@ class Simulation:
         self.ticks: list[TickRecord] = []
         self.concurrency = 0
         self.buckets: dict[int, float] = {}
+        self._last_busy_second = -math.inf
         self._last_t = 0.0
         self._events: list[tuple[float, int, str, object]] = []
         self._seq = itertools.count()
@@ -153,6 +154,7 @@ class Simulation:
                 self.buckets[second] = self.buckets.get(second, 0.0) + self.concurrency * (
                     step_end - t
                 )
+                self._last_busy_second = second
             t = step_end
         self._last_t = now
 
@@ -204,9 +206,19 @@ class Simulation:
                 if pod.removed_s is None and not pod.ready(now):
                     pod.removed_s = now
 
+    def _window_empty(self, now: float) -> bool:
+        """Nothing in flight and no concurrency in the stable window: both averages are 0."""
+        if self.concurrency:
+            return False
+        return self._last_busy_second < math.floor(now) - math.ceil(self.config.stable_window_s)
+
     def _tick(self, now: float) -> None:
-        stable = self._window_average(now, self.config.stable_window_s)
-        panic = self._window_average(now, self.config.panic_window_s)
+        if self._window_empty(now):
+            # Skips the window sums on the long idle stretches of sparse traces.
+            stable = panic = 0.0
+        else:
+            stable = self._window_average(now, self.config.stable_window_s)
+            panic = self._window_average(now, self.config.panic_window_s)
         ready = sum(p.ready(now) for p in self._live())
         decision = self.decider.decide(now, ready, stable, panic)
         desired = self.gate.apply(now, apply_bounds(self.config, decision.desired))

@@ -60,6 +60,20 @@ def test_break_even_of_always_on_is_pod_price_over_managed_request_price() -> No
     assert found == pytest.approx(pod.pod_rate_per_s / offer.cost_per_request(), rel=1e-6)
 
 
+def test_break_even_rate_grows_with_pod_speed_when_managed_runs_as_fast() -> None:
+    # Both sides bill engine time at the same tokens/s, so the break-even busy
+    # fraction is fixed and the break-even request rate scales with tokens/s.
+    def rate(tokens_per_s: float) -> float | None:
+        return break_even_rate(
+            _pod(tokens_per_s).always_on_cost_per_s,
+            aws_lambda(PRICES, 3.46, tokens_per_s).cost_per_s,
+        )
+
+    slow, fast = rate(20.0), rate(40.0)
+    assert slow is not None and fast is not None
+    assert fast / slow == pytest.approx(2.0, rel=0.01)
+
+
 def test_break_even_is_none_when_self_hosted_never_gets_cheaper() -> None:
     assert break_even_rate(lambda r: 1.0 + r, lambda r: r) is None
 
