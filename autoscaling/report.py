@@ -205,6 +205,30 @@ def cost_section(inputs: Inputs) -> list[str]:
     return lines
 
 
+def summary_section(inputs: Inputs) -> list[str]:
+    """The findings in words, each one computed from the same model as the tables."""
+    sh = inputs.self_hosted
+    lines = []
+    for offer in inputs.managed:
+        always = break_even_rate(sh.always_on_cost_per_s, offer.cost_per_s)
+        to_zero = break_even_rate(sh.scale_to_zero_cost_per_s, offer.cost_per_s)
+        text = f"- Against {offer.name}, an always-on pod breaks even at {_rate_text(always)}"
+        if to_zero is not None and (always is None or to_zero < always * 0.99):
+            text += f"; scaling to zero moves that down to {_rate_text(to_zero)}."
+        else:
+            text += "; scaling to zero does not move it, because at that traffic the pod is rarely idle long enough to go."
+        lines.append(text)
+    rare = 1.0 / HOUR
+    idle_share = sh.idle_before_zero_s / (sh.idle_before_zero_s + sh.busy_s() + sh.cold_start_s)
+    lines.append(
+        f"- At one request an hour, scale to zero costs {_money(sh.scale_to_zero_cost_per_s(rare) / rare)}"
+        f" per request against {_money(sh.always_on_cost_per_s(rare) / rare)} always on; "
+        f"{idle_share:.0%} of what it pays is the {sh.idle_before_zero_s:g} s an idle pod lives "
+        f"before Knative removes it (a request keeps a pod busy {sh.busy_s():.1f} s)."
+    )
+    return lines
+
+
 def trace_section(inputs: Inputs, runs: Sequence[TraceRun]) -> list[str]:
     lines = [
         "| trace | mode | requests | pods started | pod-hours | cost | $/1M tokens | "
@@ -297,6 +321,10 @@ def write_report(
         *(f"- {offer.name}: {offer.detail}." for offer in inputs.managed),
         *(f"- {note}" for note in inputs.notes),
         "",
+        "## Summary",
+        "",
+        *summary_section(inputs),
+        "",
         "## Cost per request and per 1M tokens",
         "",
         "$ per 500-token request, and in brackets $ per 1M tokens, at four traffic levels.",
@@ -309,6 +337,10 @@ def write_report(
         "creation to removal); the scale-to-zero line is the closed form in `autoscaling/cost.py`.",
         "",
         "## Traces: pods, cost and latency",
+        "",
+        "Each trace is replayed twice: scaled to zero (`minReplicas: 0`) and always on",
+        "(`minReplicas: 1`); both scale out under load. The managed columns bill the same",
+        "requests.",
         "",
         *trace_section(inputs, runs),
         "",

@@ -13,13 +13,16 @@ import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from autoscaling.bench_results import BenchFigures, BenchFileError, read_bench
 from autoscaling.cost import SelfHosted, aws_lambda, cloud_run, lambda_memory_for_vcpus
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, load_prices
 from autoscaling.prometheus_source import PrometheusError, PrometheusFigures, read_prometheus
+
+if TYPE_CHECKING:
+    from autoscaling.report import Inputs
 
 T = TypeVar("T")
 # The Helm chart's default `targetConcurrency` (charts/kzero/values.yaml).
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--title", default="kzero: self-hosted serverless against Lambda and Cloud Run"
     )
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line for the report's inputs (repeatable)"
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     return parser
 
@@ -93,7 +99,8 @@ def _measured_ttft(
     return rows
 
 
-def build_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_inputs(args: argparse.Namespace) -> Inputs:
+    # Imported here: report pulls in matplotlib, which an argument error need not wait for.
     from autoscaling.report import Inputs
 
     if args.bench is None and args.prometheus is None:
@@ -129,6 +136,7 @@ def build_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     ]
     if bench is not None:
         notes.append(f"Benchmark machine: {bench.usable_cpus} usable CPUs, {bench.cpu_model}.")
+    notes += args.note
     notes.append(
         f"Lambda and Cloud Run get {vcpus:g} vCPU (Lambda: {memory_gb:g} GB) and the same tokens/s."
     )
