@@ -15,9 +15,10 @@ import types
 import typing
 from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import ByteSize, ValidationError
 
 from predictor.backends.base import BackendKind, BackendLoadError
+from predictor.cache.errors import CacheError
 from predictor.default_model import DefaultModelMissing
 from predictor.settings import Settings
 
@@ -39,6 +40,8 @@ def _flag_type(annotation: object) -> object:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is bool:
         return _strtobool
+    if annotation is ByteSize:
+        return str  # pydantic parses "20GiB"
     if annotation is BackendKind:
         return str  # argparse checks `choices`; pydantic makes the enum
     return annotation
@@ -49,8 +52,11 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         flag_type = _flag_type(field.annotation)
         default = field.default.value if isinstance(field.default, BackendKind) else field.default
+        # KServe's flags use underscores, kzero's docs hyphens: both spellings work.
+        spellings = dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))
         parser.add_argument(
-            f"--{name}",
+            *spellings,
+            dest=name,
             type=flag_type,
             default=None,
             choices=[kind.value for kind in BackendKind]
@@ -114,7 +120,7 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
             enable_grpc=args.enable_grpc,
             event_loop=args.event_loop,
         )
-    except (BackendLoadError, DefaultModelMissing) as exc:
+    except (BackendLoadError, CacheError, DefaultModelMissing) as exc:
         # Fail fast with one readable line: Kubernetes shows it in the crash loop.
         logger.error("cannot start: %s", exc)
         return 1
@@ -126,6 +132,7 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("predictor.cli", "serve_main", "run the predictor"),
     "bench": ("predictor.bench.cli", "bench_main", "benchmark kzero against its baselines"),
+    "cache": ("predictor.cache.cli", "cache_main", "warm, list, verify and prune the model cache"),
     "cost": ("autoscaling.cost_cli", "cost_main", "cost per token vs AWS Lambda and Cloud Run"),
     "report": ("autoscaling.report_cli", "report_main", "markdown report with cost/latency charts"),
 }

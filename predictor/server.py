@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from predictor.backends.base import Backend, BackendKind
 from predictor.backends.select import BackendChoice, ModelLocation, choose_backend, locate_model
 from predictor.cpu_quota import usable_cpu_count
-from predictor.default_model import default_model_path
 from predictor.generation import GenerationService
 from predictor.metrics import COLD_START
+from predictor.model_source import record_resolution, resolve_model
 from predictor.process_clock import seconds_since_process_start
 from predictor.settings import Settings
 
@@ -64,7 +64,8 @@ def create_backend(
 def build_model(settings: Settings) -> KzeroModel:
     """Pick the backend and wire the model, its service and the OpenAI routes into KServe's app.
 
-    Raises ``BackendLoadError`` when no engine can serve the model.
+    Raises ``BackendLoadError`` when no engine can serve the model, ``CacheError``
+    when its bytes cannot be fetched or verified.
     """
     from kserve import model_server as kserve_model_server
 
@@ -73,9 +74,13 @@ def build_model(settings: Settings) -> KzeroModel:
     from predictor.openai.router import create_openai_router
     from predictor.openai.serving import OpenAIServing
 
-    location = locate_model(settings.model or default_model_path())
+    imports_done = seconds_since_process_start()
+    resolution = resolve_model(settings)
+    location = locate_model(resolution.path)
     choice = choose_backend(settings.backend, location)
     model_name = settings.model_name or derive_model_name(location.path)
+    COLD_START.labels("process_start", model_name, choice.kind.value).observe(imports_done)
+    record_resolution(resolution, model_name, choice.kind.value)
     logger.info(
         "serving %s as '%s' with %s: %s",
         location.path,
@@ -127,7 +132,4 @@ def run(model: KzeroModel, *, http_port: int, enable_grpc: bool, event_loop: str
     from kserve import ModelServer
 
     logger.info("event loop: %s", install_event_loop(event_loop))
-    COLD_START.labels("process_start", model.name, model.service.backend_name).observe(
-        seconds_since_process_start()
-    )
     ModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])

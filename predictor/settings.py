@@ -8,7 +8,9 @@ descriptions below are also the ``--help`` text.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from predictor.backends.base import BackendKind
@@ -23,7 +25,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Model to serve: a GGUF file (llama.cpp) or a Hugging Face directory with "
-            "safetensors (vLLM). Default: the bundled SmolLM2-135M-Instruct Q4_1 GGUF."
+            "safetensors (vLLM), as a path or a URI (file://, pvc://, http(s)://, s3://, gs://, "
+            "hf://, optionally ending in #sha256=<hex>). Remote URIs resolve through the model "
+            "cache. Default: KServe's STORAGE_URI, else the bundled SmolLM2-135M-Instruct Q4_1."
         ),
     )
     model_name: str | None = Field(
@@ -74,3 +78,20 @@ class Settings(BaseSettings):
         description="vLLM: skip torch.compile and CUDA graph capture; faster cold start, slower decode.",
     )
     dtype: str = Field(default="auto", description="vLLM: weight and activation dtype.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Model cache root, where remote models are fetched once and reused (in Kubernetes, "
+            "the model-cache PVC, possibly mounted read-only). Default: $XDG_CACHE_HOME/kzero."
+        ),
+    )
+    cache_max_bytes: ByteSize | None = Field(
+        default=None,
+        description="Size budget of the model cache (e.g. 20GiB); least recently used entries "
+        "not in use are evicted to fit a new one. Default: no budget, the volume is the limit.",
+    )
+    cache_verify: bool = Field(
+        default=True,
+        description="Re-hash a cached model against the sha256 recorded when it was fetched "
+        "before loading it; a damaged copy is fetched again.",
+    )
