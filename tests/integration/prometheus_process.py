@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -77,7 +78,9 @@ class PrometheusProcess:
             raise ValueError(f"{body.get('errorType')}: {body.get('error')} in {expr}")
         return body["data"]["result"]
 
-    def wait_for(self, expr: str, predicate, timeout: float = 60.0) -> float:  # type: ignore[no-untyped-def]
+    def wait_for(
+        self, expr: str, predicate: Callable[[float], bool], timeout: float = 60.0
+    ) -> float:
         """Poll ``expr`` until ``predicate(first value)`` holds; returns the value."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

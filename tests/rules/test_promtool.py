@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_broken_threshold_makes_the_rule_tests_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_threshold_makes_the_rule_tests_fail(tmp_path: Path) -> None:
     # The unit tests must be able to fail: raise the TTFT threshold past the
     # tested 9.75 s and the positive case has to break.
     (tmp_path / RULES.name).write_text(
