@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(b) kzero over HTTP and (c) llama_cpp.server over HTTP, interleaved in one run. "
             "Prints medians over rounds and the ratios b/a and b/c."
         ),
+        epilog="'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, hot).",
     )
     parser.add_argument(
         "--model",
@@ -223,6 +224,10 @@ def _header(workload: Workload, facts: dict[str, str | int]) -> str:
 
 def bench_main(argv: Sequence[str]) -> int:
     """Entry point of ``kzero bench``; returns the process exit status."""
+    if argv and argv[0] == "coldstart":
+        from predictor.bench.coldstart import coldstart_main
+
+        return coldstart_main(argv[1:])
     args = build_parser().parse_args(list(argv))
     missing = missing_modules()
     if missing:

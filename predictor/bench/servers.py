@@ -57,7 +57,7 @@ class ServerProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return Path(self._log.name).read_text(errors="replace")[-chars:]
 
-    def wait_ready(self, deadline: float) -> None:
+    def wait_ready(self, deadline: float, poll_s: float = READY_POLL_S) -> None:
         """Poll the readiness URL until 200; fail early if the process dies."""
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -69,7 +69,7 @@ class ServerProcess:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(READY_POLL_S)
+            time.sleep(poll_s)
         raise TimeoutError(f"{self.name} not ready at {self._ready_url}:\n{self.log_tail()}")
 
     def stop(self) -> None:
@@ -97,13 +97,16 @@ def start_kzero(workload: Workload) -> ServerProcess:
         "--n_ctx", str(workload.n_ctx),
         "--n_batch", str(workload.n_batch),
     ]  # fmt: skip
-    # Serve the very predictor package this bench was imported from, even
-    # from a source checkout that is not pip-installed.
+    return ServerProcess("kzero", command, port, f"/v1/models/{SERVED_NAME}", predictor_env())
+
+
+def predictor_env() -> dict[str, str]:
+    """Serve the very predictor package this bench was imported from, even from a
+    source checkout that is not pip-installed."""
     source_root = str(Path(predictor.__file__).resolve().parent.parent)
-    pythonpath = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
-    return ServerProcess(
-        "kzero", command, port, f"/v1/models/{SERVED_NAME}", env={"PYTHONPATH": pythonpath}
-    )
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
+    }
 
 
 def start_llama_cpp_server(workload: Workload) -> ServerProcess:

@@ -16,6 +16,7 @@ import pytest
 from predictor.default_model import default_model_path
 
 from .metrics_scrape import scrape, value
+from .server_process import PredictorProcess
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVED_NAME = "SmolLM2-135M-Instruct.Q4_1"
@@ -74,6 +75,16 @@ def answers(url: str) -> str:
 
 def lookups(url: str, result: str) -> float:
     return value(scrape(url), "kzero_cache_lookups_total", model_name=SERVED_NAME, result=result)
+
+
+def assert_serves_a_cache_hit(server: PredictorProcess) -> None:
+    """Waits for ``server``, checks it answers from a cache hit, and stops it."""
+    try:
+        server.wait_ready(SERVED_NAME)
+        assert answers(server.url)
+        assert lookups(server.url, "hit") == 1
+    finally:
+        server.stop()
 
 
 def require_root_mounts() -> None:

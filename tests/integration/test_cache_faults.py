@@ -14,6 +14,7 @@ from .cache_helpers import (
     MODEL_FILE,
     SERVED_NAME,
     answers,
+    assert_serves_a_cache_hit,
     entry_files,
     kzero_cache,
     leftovers,
@@ -174,13 +175,7 @@ def test_a_read_only_cache_serves_what_was_warmed_and_refuses_the_rest(tmp_path:
     with serving({PATH: DATA, "/other.gguf": DATA}) as origin:
         assert kzero_cache(writable, "warm", origin.url + PATH).returncode == 0
         with read_only_view(writable, tmp_path / "ro") as read_only:
-            server = serve(origin.url + PATH, read_only)
-            try:
-                server.wait_ready(SERVED_NAME)
-                assert answers(server.url)
-                assert lookups(server.url, "hit") == 1
-            finally:
-                server.stop()
+            assert_serves_a_cache_hit(serve(origin.url + PATH, read_only))
             missing = serve(origin.url + "/other.gguf", read_only)
             assert missing.wait_exit() == 1
             assert "read-only" in missing.log()

@@ -13,11 +13,9 @@ import pytest
 
 from .cache_helpers import (
     MODEL_FILE,
-    SERVED_NAME,
-    answers,
+    assert_serves_a_cache_hit,
     entry_files,
     kzero_cache,
-    lookups,
     model_data,
     sha256,
 )
@@ -91,13 +89,9 @@ def test_s3_uri_is_warmed_then_served_from_the_cache(s3_endpoint: str, tmp_path:
     assert [sha256(p.read_bytes()) for p in entry_files(tmp_path)] == [sha256(model_data())]
 
     # No endpoint this time: a hit must not touch S3 at all.
-    server = PredictorProcess(["--model", uri, "--cache-dir", str(tmp_path)], env=CREDENTIALS)
-    try:
-        server.wait_ready(SERVED_NAME)
-        assert answers(server.url)
-        assert lookups(server.url, "hit") == 1
-    finally:
-        server.stop()
+    assert_serves_a_cache_hit(
+        PredictorProcess(["--model", uri, "--cache-dir", str(tmp_path)], env=CREDENTIALS)
+    )
 
 
 def test_a_missing_s3_object_is_a_clear_error(s3_endpoint: str, tmp_path: Path):

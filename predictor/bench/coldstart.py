@@ -1,0 +1,247 @@
+"""``kzero bench coldstart``: process start -> ready -> first token, in three cache states.
+
+Each round starts ``kzero serve`` once per state, interleaved:
+
+- **miss**: an empty cache; the model comes from an HTTP origin on loopback;
+- **hit**: the model is in the cache but evicted from the page cache
+  (``posix_fadvise(DONTNEED)``), so it is read from the disk;
+- **hot**: the model is in the cache and in the page cache.
+
+Every run's phases come from the predictor's own ``kzero_cold_start_seconds``
+(process_start = interpreter start and imports, cache, download, verify, load,
+ready). The disk's sequential read bandwidth is measured in the same run on
+the same file, so the hit figures can be compared with what the disk allows.
+Only the model file is evicted: the interpreter and libraries stay in the page
+cache, as on a node that has run the image before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from predictor.bench.facts import machine_facts
+from predictor.bench.servers import ServerProcess, free_port, predictor_env
+from predictor.cache.files import CHUNK_BYTES
+from predictor.cache.store import ModelCache
+from predictor.cache.uri import parse_model_uri
+from predictor.default_model import DefaultModelMissing, default_model_path
+
+STATES = ("miss", "hit", "hot")
+SERVED_NAME = "coldstart"
+READY_POLL_S = 0.01
+PHASES = ("process_start", "cache", "download", "verify", "load", "ready")
+
+
+@dataclass
+class ColdStart:
+    """One start of the predictor, timed from just before the process was spawned."""
+
+    state: str
+    ready_s: float
+    first_token_s: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kzero bench coldstart",
+        description="Time kzero serve from process start to ready and to the first token, "
+        "with the model missing from the cache, on disk, and in the page cache. "
+        "Prints medians, the phases, load and disk bandwidth, and the cache-hit target ratio.",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
+    )
+    parser.add_argument("--runs", type=int, default=5, help="Starts per state. Default: 5.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write every run here.")
+    return parser
+
+
+def coldstart_main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    try:
+        model = args.model or default_model_path()
+    except DefaultModelMissing as exc:
+        print(f"kzero bench coldstart: {exc}", file=sys.stderr)
+        return 2
+    if args.runs < 1:
+        print("kzero bench coldstart: --runs must be at least 1", file=sys.stderr)
+        return 2
+    runs, disk_reads = measure(model, args.runs)
+    report = summarize(runs, disk_reads, model.stat().st_size)
+    print(format_report(report, model))
+    if args.json is not None:
+        payload = {
+            "command": ["kzero", "bench", "coldstart", *argv],
+            "facts": machine_facts(),
+            "runs": [asdict(run) for run in runs],
+            "disk_read_s": disk_reads,
+            "summary": report,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def measure(model: Path, runs: int) -> tuple[list[ColdStart], list[float]]:
+    results: list[ColdStart] = []
+    disk_reads: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="kzero-coldstart-") as scratch, _origin(model) as url:
+        uri = f"{url}/{model.name}"
+        warm_cache = Path(scratch) / "warm"
+        cached_file = ModelCache(warm_cache).ensure(parse_model_uri(uri), verify=False).path
+        for round_index in range(runs):
+            print(f"[coldstart] round {round_index + 1}/{runs}", file=sys.stderr, flush=True)
+            miss_cache = Path(scratch) / f"miss-{round_index}"
+            results.append(_start("miss", uri, miss_cache))
+            disk_reads.append(_timed_cold_read(cached_file))
+            _evict_from_page_cache(cached_file)
+            results.append(_start("hit", uri, warm_cache))
+            _read(cached_file)
+            results.append(_start("hot", uri, warm_cache))
+    return results, disk_reads
+
+
+@contextmanager
+def _origin(model: Path) -> Iterator[str]:
+    """The model's directory over HTTP on loopback, standing in for a model store."""
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(model.parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _start(state: str, uri: str, cache_dir: Path) -> ColdStart:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "predictor",
+        "--model", uri, "--cache-dir", str(cache_dir),
+        "--model_name", SERVED_NAME, "--http_port", str(port),
+    ]  # fmt: skip
+    spawned = time.perf_counter()
+    server = ServerProcess(
+        f"kzero-{state}", command, port, f"/v1/models/{SERVED_NAME}", predictor_env()
+    )
+    try:
+        server.wait_ready(time.monotonic() + 600, poll_s=READY_POLL_S)
+        ready = time.perf_counter() - spawned
+        body = {"model": SERVED_NAME, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=120).raise_for_status()
+        first_token = time.perf_counter() - spawned
+        phases = _phases(httpx.get(f"{server.url}/metrics", timeout=10).text)
+    finally:
+        server.stop()
+    return ColdStart(state, ready, first_token, phases)
+
+
+def _phases(exposition: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        if family.name != "kzero_cold_start_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                found[sample.labels["phase"]] = sample.value
+    return found
+
+
+def _evict_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> None:
+    with path.open("rb", buffering=0) as stream:
+        while stream.read(CHUNK_BYTES * 4):
+            pass
+
+
+def _timed_cold_read(path: Path) -> float:
+    _evict_from_page_cache(path)
+    started = time.perf_counter()
+    _read(path)
+    return time.perf_counter() - started
+
+
+def summarize(
+    runs: list[ColdStart], disk_reads: list[float], model_bytes: int
+) -> dict[str, object]:
+    by_state: dict[str, dict[str, float]] = {}
+    for state in STATES:
+        mine = [run for run in runs if run.state == state]
+        row = {
+            "ready_s": statistics.median(run.ready_s for run in mine),
+            "first_token_s": statistics.median(run.first_token_s for run in mine),
+        }
+        for phase in PHASES:
+            values = [run.phases[phase] for run in mine if phase in run.phases]
+            if values:
+                row[phase] = statistics.median(values)
+        row["load_bandwidth_mb_s"] = model_bytes / row["load"] / 1e6
+        by_state[state] = row
+    disk_read_s = statistics.median(disk_reads)
+    import_s = by_state["hit"]["process_start"]
+    return {
+        "states": by_state,
+        "model_bytes": model_bytes,
+        "disk_read_s": disk_read_s,
+        "disk_bandwidth_mb_s": model_bytes / disk_read_s / 1e6,
+        # The target: a cache-hit start to ready within 2x (imports + reading the model).
+        "hit_ready_over_floor": by_state["hit"]["ready_s"] / (import_s + disk_read_s),
+        "runs_per_state": len(runs) // len(STATES),
+    }
+
+
+def format_report(report: dict[str, object], model: Path) -> str:
+    states = report["states"]
+    assert isinstance(states, dict)
+    columns = ("ready_s", "first_token_s", *PHASES[:-1], "load_bandwidth_mb_s")
+    header = f"{'state':6}" + "".join(f"{name:>16}" for name in columns)
+    lines = [
+        f"kzero bench coldstart: {model.name} ({report['model_bytes']} bytes), "
+        f"medians of {report['runs_per_state']} starts per state",
+        "",
+        header,
+    ]
+    for state in STATES:
+        row = states[state]
+        cells = "".join(f"{row[name]:>16.3f}" if name in row else f"{'-':>16}" for name in columns)
+        lines.append(f"{state:6}{cells}")
+    lines += [
+        "",
+        f"disk sequential read of the model (page cache dropped): {report['disk_read_s']:.3f} s, "
+        f"{report['disk_bandwidth_mb_s']:.0f} MB/s",
+        f"cache-hit ready / (imports + disk read): {report['hit_ready_over_floor']:.2f} (target <= 2)",
+        "note: seconds from just before the process is spawned; phases from kzero_cold_start_seconds",
+        "note: process_start = interpreter start and imports; load = engine and weights (mmap)",
+    ]
+    return "\n".join(lines)
