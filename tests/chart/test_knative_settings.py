@@ -96,7 +96,10 @@ def test_gpu_models_use_vllm_with_a_gpu_and_gpu_scheduling() -> None:
 def test_warm_job_warms_exactly_the_served_uris() -> None:
     objects = template("-f", str(CHART / "ci" / "multi-model-values.yaml"))
     (job,) = [obj for obj in objects if obj["kind"] == "Job"]
-    warmed = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # `--cache-dir` belongs to `kzero cache`, before the subcommand.
+    assert container["command"] == ["kzero", "cache", "--cache-dir", "/var/cache/kzero", "warm"]
+    warmed = container["args"]
     served = [
         arg.removeprefix("--model=")
         for service in services(objects)
