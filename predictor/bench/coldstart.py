@@ -225,7 +225,10 @@ def format_report(report: dict[str, object], model: Path) -> str:
     states = report["states"]
     assert isinstance(states, dict)
     columns = ("ready_s", "first_token_s", *PHASES[:-1], "load_bandwidth_mb_s")
-    header = f"{'state':6}" + "".join(f"{name:>16}" for name in columns)
+    widths = [max(12, len(name) + 2) for name in columns]
+    header = f"{'state':6}" + "".join(
+        f"{name:>{w}}" for name, w in zip(columns, widths, strict=True)
+    )
     lines = [
         f"kzero bench coldstart: {model.name} ({report['model_bytes']} bytes), "
         f"medians of {report['runs_per_state']} starts per state",
@@ -234,7 +237,10 @@ def format_report(report: dict[str, object], model: Path) -> str:
     ]
     for state in STATES:
         row = states[state]
-        cells = "".join(f"{row[name]:>16.3f}" if name in row else f"{'-':>16}" for name in columns)
+        cells = "".join(
+            f"{row[name]:>{w}.3f}" if name in row else f"{'-':>{w}}"
+            for name, w in zip(columns, widths, strict=True)
+        )
         lines.append(f"{state:6}{cells}")
     lines += [
         "",
@@ -243,5 +249,7 @@ def format_report(report: dict[str, object], model: Path) -> str:
         f"cache-hit ready / (imports + disk read): {report['hit_ready_over_floor']:.2f} (target <= 2)",
         "note: seconds from just before the process is spawned; phases from kzero_cold_start_seconds",
         "note: process_start = interpreter start and imports; load = engine and weights (mmap)",
+        "note: load bandwidth = model bytes / load seconds; a load far slower than the disk "
+        "is engine set-up (context and KV cache allocation), not reading",
     ]
     return "\n".join(lines)

@@ -58,3 +58,21 @@ def test_bench_prints_all_three_setups_and_positive_ratios(tmp_path: Path):
 
     summary = json.loads(raw_json.read_text())["summary"]
     assert sorted(item["setup"] for item in summary) == ["a", "b", "c"]
+
+
+def test_coldstart_bench_times_all_three_cache_states(tmp_path: Path):
+    raw_json = tmp_path / "coldstart.json"
+    result = run_bench("coldstart", "--runs", "1", "--json", str(raw_json))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cache-hit ready / (imports + disk read):" in result.stdout
+
+    payload = json.loads(raw_json.read_text())
+    assert sorted(run["state"] for run in payload["runs"]) == ["hit", "hot", "miss"]
+    for run in payload["runs"]:
+        assert 0 < run["phases"]["process_start"] < run["ready_s"] < run["first_token_s"]
+        assert {"cache", "load", "ready"} <= set(run["phases"])
+    # Only the cache miss downloads; the hits verify the copy on disk instead.
+    phases_by_state = {run["state"]: set(run["phases"]) for run in payload["runs"]}
+    assert "download" in phases_by_state["miss"]
+    assert "download" not in phases_by_state["hit"] and "verify" in phases_by_state["hit"]
+    assert payload["summary"]["disk_bandwidth_mb_s"] > 0
