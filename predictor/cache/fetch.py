@@ -71,7 +71,7 @@ def _fetch_http(uri: ModelURI, into: Path, start: TransferStart) -> dict[str, Fi
             f"download of {uri.redacted()} was cut short: {record.size} of {expected_size} bytes"
         )
     if uri.is_archive():
-        _check_pin(uri, record)
+        check_pin(uri, record)
         unpack(target, into)
         target.unlink()
         return {}
@@ -134,9 +134,10 @@ def _copy_local(source: Path, into: Path, start: TransferStart) -> dict[str, Fil
     return records
 
 
-def _check_pin(uri: ModelURI, record: FileRecord) -> None:
+def check_pin(uri: ModelURI, record: FileRecord) -> None:
+    """Fail closed when the bytes fetched are not the ones ``#sha256=`` names."""
     if uri.expected_sha256 is not None and record.sha256 != uri.expected_sha256:
         raise CacheError(
             f"sha256 mismatch for {uri.redacted()}: expected {uri.expected_sha256}, "
-            f"got {record.sha256}"
+            f"got {record.sha256}; nothing was cached"
         )

@@ -43,11 +43,10 @@ def read_chunks(path: Path) -> Iterable[bytes]:
             yield chunk
 
 
-def hash_file(path: Path, advance: Callable[[int], None] = lambda _: None) -> str:
+def hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     for chunk in read_chunks(path):
         digest.update(chunk)
-        advance(len(chunk))
     return digest.hexdigest()
 
 

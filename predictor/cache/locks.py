@@ -59,6 +59,15 @@ def try_exclusive(path: Path) -> int | None:
     return None
 
 
+def is_held(path: Path) -> bool:
+    """Whether another open file holds a lock on ``path`` right now (a probe, not a hold)."""
+    fd = try_exclusive(path)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 def hold_shared(path: Path) -> int | None:
     """A shared lock held until the descriptor is closed (here: for the process's life).
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from predictor.cache import locks
 from predictor.cache.entry import Entry, find_problems, read_entry, write_marker
 from predictor.cache.errors import CacheError
-from predictor.cache.fetch import TransferStart, fetch
+from predictor.cache.fetch import TransferStart, check_pin, fetch
 from predictor.cache.files import FileRecord, fsync_dir, hash_file, regular_files, tree_bytes
 from predictor.cache.progress import Progress, format_bytes
 from predictor.cache.uri import ModelURI
@@ -111,13 +111,9 @@ class ModelCache:
         if key in self._held:
             return True
         try:
-            fd = locks.try_exclusive(self._locks / f"{key}.use")
+            return locks.is_held(self._locks / f"{key}.use")
         except OSError:
             return None
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
 
     # -- resolving ---------------------------------------------------------
 
@@ -178,23 +174,24 @@ class ModelCache:
 
     def _fetch_once(self, uri: ModelURI, *, force: bool, seconds: dict[str, float]) -> Resolution:
         self._make_dirs()
-        waited = False
+        # Seconds waited when the last "waiting" line went out; None: never waited.
+        logged_at: float | None = None
 
         def waiting(waited_s: float) -> None:
-            nonlocal waited
-            if not waited or waited_s % _WAIT_LOG_EVERY_S < 0.25:
+            nonlocal logged_at
+            if logged_at is None or waited_s - logged_at >= _WAIT_LOG_EVERY_S:
+                logged_at = waited_s
                 logger.info(
                     "waiting for another process fetching %s (%s arrived so far)",
                     uri.redacted(),
                     format_bytes(sum(tree_bytes(p) for p in self._tmp.glob(f"{uri.key}.*"))),
                 )
-            waited = True
 
         with locks.exclusive(
             self._locks / f"{uri.key}.lock", timeout_s=self._lock_timeout_s, waiting=waiting
         ):
             entry = self.lookup(uri)
-            if entry is not None and (waited or not force):
+            if entry is not None and (logged_at is not None or not force):
                 # Another process completed it while this one waited.
                 self._touch(entry)
                 return Resolution(entry.model_path, "hit", seconds=seconds)
@@ -262,11 +259,7 @@ class ModelCache:
             raise CacheError(
                 f"{uri.redacted()} has {len(files)} files; a #sha256= pin needs a URI naming one file"
             )
-        if files[0].sha256 != uri.expected_sha256:
-            raise CacheError(
-                f"sha256 mismatch for {uri.redacted()}: expected {uri.expected_sha256}, "
-                f"got {files[0].sha256}; nothing was cached"
-            )
+        check_pin(uri, files[0])
 
     # -- eviction ----------------------------------------------------------
 
@@ -338,11 +331,7 @@ class ModelCache:
     def _abandoned(self, path: Path) -> bool:
         """An incomplete directory whose fetcher is gone (its fetch lock is free)."""
         key = path.name.split(".", 1)[0]
-        fd = locks.try_exclusive(self._locks / f"{key}.lock")
-        if fd is None:
-            return False
-        os.close(fd)
-        return True
+        return not locks.is_held(self._locks / f"{key}.lock")
 
     def _discard_leftovers(self, key: str) -> None:
         """Under the fetch lock: whatever a killed fetcher of ``key`` left behind goes."""

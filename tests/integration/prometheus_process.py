@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .server_process import free_port
+from .server_process import free_port, wait_for_200
 
 READY_TIMEOUT_S = 60.0
 
@@ -53,19 +53,7 @@ class PrometheusProcess:
         return (Path(self._dir.name) / "prometheus.log").read_text(errors="replace")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+        wait_for_200(self.process, f"{self.url}/-/ready", "prometheus", self.log, timeout)
 
     def query(self, expr: str, at: float | None = None) -> list[dict[str, object]]:
         """An instant query; raises on a PromQL error, returns the result vector."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_200(
+    process: subprocess.Popen[bytes],
+    url: str,
+    name: str,
+    log: Callable[[], str],
+    timeout: float = READY_TIMEOUT_S,
+) -> None:
+    """Poll ``url`` until it answers 200; fail at once, with the log, if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} not ready after {timeout}s:\n{log()}")
 
 
 class PredictorProcess:
@@ -50,19 +72,9 @@ class PredictorProcess:
         return Path(self._log.name).read_text(errors="replace")
 
     def wait_ready(self, model_name: str, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"predictor exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/v1/models/{model_name}", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"predictor not ready after {timeout}s:\n{self.log()}")
+        wait_for_200(
+            self.process, f"{self.url}/v1/models/{model_name}", "predictor", self.log, timeout
+        )
 
     def wait_exit(self, timeout: float = READY_TIMEOUT_S) -> int:
         return self.process.wait(timeout=timeout)
