@@ -3,7 +3,10 @@
 GGUF files carry a Jinja chat template in ``tokenizer.chat_template``. A model
 file is untrusted input: a template can try to reach Python internals
 (CVE-2024-34359 in llama-cpp-python). ``ImmutableSandboxedEnvironment`` blocks
-attribute access to internals and mutation of objects passed in.
+attribute access to internals and mutation of objects passed in. On top of it,
+repetition and powers are bounded, so ``{{ 'x' * 10**12 }}`` is refused instead
+of allocating a terabyte, and any error a template raises becomes a
+``ChatTemplateError`` (a 400), never a 500 with a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +14,25 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# Far above what a chat template repeats (indentation, separators), far below
+# what would exhaust memory.
+MAX_REPEAT_ITEMS = 1_000_000
+MAX_EXPONENT = 1024
+# What a template expression can raise on bad input: 1 + 'a', 1 / 0, range(10**9)
+# (OverflowError from the sandbox), a macro calling itself forever.
+_RENDER_ERRORS = (
+    TemplateError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    RecursionError,
+)
 
 
 class ChatTemplateError(ValueError):
@@ -24,15 +45,41 @@ def _raise_exception(message: str) -> None:
     raise ChatTemplateError(message)
 
 
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on the operators that can allocate without limit."""
+
+    # Intercepted operators are also kept out of compile-time constant folding,
+    # so a bomb in the template source cannot go off while the model loads.
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(
+        self, context: Context | EvalContext, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | bytes | list | tuple)
+                    and isinstance(count, int)
+                    and len(sequence) * count > MAX_REPEAT_ITEMS
+                ):
+                    raise SecurityError(
+                        f"the template repeats a value to more than {MAX_REPEAT_ITEMS} items"
+                    )
+        elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"the template raises to a power above {MAX_EXPONENT}")
+        return super().call_binop(context, operator, left, right)  # type: ignore[arg-type]
+
+
 class ChatTemplate:
     """A compiled, sandboxed chat template plus the special tokens it refers to."""
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
-        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
         environment.globals["raise_exception"] = _raise_exception
         try:
             self._template = environment.from_string(source)
-        except TemplateError as exc:
+        except (TemplateError, RecursionError) as exc:
+            # RecursionError: source nested deeper than the parser can follow.
             raise ChatTemplateError(f"model chat template does not compile: {exc}") from exc
         self._bos_token = bos_token
         self._eos_token = eos_token
@@ -49,5 +96,5 @@ class ChatTemplate:
             )
         except ChatTemplateError:
             raise
-        except TemplateError as exc:
+        except _RENDER_ERRORS as exc:
             raise ChatTemplateError(f"chat template failed: {exc}") from exc

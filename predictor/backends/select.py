@@ -17,10 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from predictor.backends.base import BackendKind, BackendLoadError
+from predictor.backends.chat_template import ChatTemplate, ChatTemplateError
+from predictor.backends.gguf_metadata import GGUFError, read_gguf_metadata
 
 GGUF_MAGIC = b"GGUF"
 # Split GGUF files: llama.cpp opens the first shard and finds the rest.
-_FIRST_SHARD = re.compile(r"-00001-of-\d{5}\.gguf$")
+_FIRST_SHARD = re.compile(r"-00001-of-(\d{5})\.gguf$")
+# torch.load unpickles these, and unpickling can run arbitrary code.
+PICKLE_WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth"})
+
+
+class BadModelFileError(BackendLoadError):
+    """The model file is corrupt, truncated or unsafe to load: startup must stop here.
+
+    Raised before the port opens, so a bad file crash-loops with one readable
+    line instead of hanging or crashing inside the engine.
+    """
 
 
 class ModelFormat(enum.StrEnum):
@@ -43,8 +55,62 @@ class BackendChoice:
 
 
 def _is_gguf_file(path: Path) -> bool:
-    with path.open("rb") as stream:
-        return stream.read(4) == GGUF_MAGIC
+    try:
+        with path.open("rb") as stream:
+            return stream.read(4) == GGUF_MAGIC
+    except OSError as exc:
+        raise BadModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def check_gguf_file(path: Path) -> None:
+    """Read the header and tensor table of ``path`` (and of its sibling shards, if split).
+
+    Only headers are read, so this costs milliseconds even for a large model.
+    A first shard ``name-00001-of-00003.gguf`` needs ``-00002-`` and ``-00003-``
+    next to it, each complete, or llama.cpp would fail (or crash) half-way in.
+    """
+    shards = [path]
+    match = _FIRST_SHARD.search(path.name)
+    if match:
+        stem = path.name[: match.start()]
+        total = int(match.group(1))
+        shards += [
+            path.with_name(f"{stem}-{n:05d}-of-{total:05d}.gguf") for n in range(2, total + 1)
+        ]
+    for shard in shards:
+        if not shard.is_file():
+            raise BadModelFileError(
+                f"split GGUF model {path.name} is missing its shard {shard.name}"
+            )
+        try:
+            metadata = read_gguf_metadata(shard)
+        except GGUFError as exc:
+            raise BadModelFileError(f"{shard} is not a usable GGUF model: {exc}") from exc
+        except OSError as exc:
+            raise BadModelFileError(f"cannot read {shard}: {exc.strerror or exc}") from exc
+        if shard is path and metadata.chat_template is not None:
+            # Compiled once here so a broken template stops startup, not the first chat.
+            try:
+                ChatTemplate(metadata.chat_template)
+            except ChatTemplateError as exc:
+                raise BadModelFileError(f"{path}: {exc}") from exc
+
+
+def check_safetensors_weights(root: Path) -> None:
+    """Refuse a Hugging Face directory unless its weights are safetensors.
+
+    Pickle weights (``.bin``, ``.pt``, ``.pth``) are refused outright: torch
+    unpickles them on load, and unpickling executes whatever code the file holds.
+    """
+    if any(root.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_WEIGHT_SUFFIXES)
+    if pickles:
+        raise BadModelFileError(
+            f"{root} holds only pickle weights ({', '.join(pickles)}); kzero refuses them "
+            "because unpickling can execute arbitrary code: convert the model to safetensors"
+        )
+    raise BadModelFileError(f"{root} has no *.safetensors weights to load")
 
 
 def locate_model(path: str | Path) -> ModelLocation:
@@ -52,23 +118,29 @@ def locate_model(path: str | Path) -> ModelLocation:
 
     KServe's storage initializer puts a model under ``/mnt/models``, so a directory
     with a single GGUF file (or the first shard of a split one) is accepted too.
+    The model is checked here, before the port opens: a GGUF file's header and
+    tensor table must be intact, a Hugging Face directory must hold safetensors.
+    Raises ``BadModelFileError`` (a ``BackendLoadError``) with the reason.
     """
     path = Path(path)
     if not path.exists():
         raise BackendLoadError(f"model not found: {path}")
     if path.is_file():
-        if _is_gguf_file(path):
-            return ModelLocation(path, ModelFormat.GGUF)
-        raise BackendLoadError(f"{path} is neither a GGUF file nor a Hugging Face model directory")
+        if path.suffix != ".gguf" and not _is_gguf_file(path):
+            raise BackendLoadError(
+                f"{path} is neither a GGUF file nor a Hugging Face model directory"
+            )
+        check_gguf_file(path)
+        return ModelLocation(path, ModelFormat.GGUF)
     if (path / "config.json").is_file():
+        check_safetensors_weights(path)
         return ModelLocation(path, ModelFormat.HUGGINGFACE)
     ggufs = sorted(path.glob("*.gguf"))
     shards = [p for p in ggufs if _FIRST_SHARD.search(p.name)]
     if len(ggufs) == 1 or len(shards) == 1:
         chosen = ggufs[0] if len(ggufs) == 1 else shards[0]
-        if _is_gguf_file(chosen):
-            return ModelLocation(chosen, ModelFormat.GGUF)
-        raise BackendLoadError(f"{chosen} has a .gguf name but is not a GGUF file")
+        check_gguf_file(chosen)
+        return ModelLocation(chosen, ModelFormat.GGUF)
     if ggufs:
         names = ", ".join(p.name for p in ggufs)
         raise BackendLoadError(f"{path} holds several GGUF files ({names}); pass one with --model")

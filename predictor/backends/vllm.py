@@ -30,14 +30,12 @@ from predictor.backends.base import (
     SamplingOptions,
 )
 from predictor.backends.chat_template import ChatTemplateError
+from predictor.backends.select import check_safetensors_weights
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
 
 logger = logging.getLogger(__name__)
-
-# torch.load unpickles these, and unpickling can run arbitrary code.
-PICKLE_WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth"})
 
 NOT_INSTALLED = (
     "vLLM backend requested but the 'vllm' package is not installed: pip install 'kzero[gpu]'"
@@ -62,15 +60,9 @@ def check_model_dir(path: str | Path) -> None:
             f"{root} has no config.json: vLLM needs a Hugging Face model directory "
             "(config.json and *.safetensors weights)"
         )
-    if any(root.glob("*.safetensors")):
-        return
-    pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_WEIGHT_SUFFIXES)
-    if pickles:
-        raise BackendLoadError(
-            f"{root} holds only pickle weights ({', '.join(pickles)}); kzero refuses them "
-            "because unpickling can execute code: convert the model to safetensors"
-        )
-    raise BackendLoadError(f"{root} has no *.safetensors weights for vLLM to load")
+    # The same check locate_model runs at startup; repeated here because the
+    # backend can be built without going through locate_model (tests, the bench).
+    check_safetensors_weights(root)
 
 
 def _finish_reason(reason: str, request_id: str) -> FinishReason | None:

@@ -6,13 +6,14 @@ import pytest
 
 from predictor.backends.base import BackendKind, BackendLoadError
 from predictor.backends.select import (
+    BadModelFileError,
     ModelFormat,
     choose_backend,
     cuda_gpu_visible,
     locate_model,
 )
 
-from .gguf_builder import gguf_header
+from .gguf_builder import F32, gguf_header, gguf_model
 
 
 def gguf(path: Path) -> Path:
@@ -83,6 +84,82 @@ def test_a_gguf_name_with_wrong_content_fails_clearly(tmp_path: Path):
 def test_an_empty_directory_has_nothing_to_serve(tmp_path: Path):
     with pytest.raises(BackendLoadError, match="nothing to serve"):
         locate_model(tmp_path)
+
+
+# --- bad model files fail in locate_model, before the port opens ------------
+
+
+def test_a_truncated_gguf_is_a_bad_model_file(tmp_path: Path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_model({}, [("w", (1024,), F32)])[:-100])
+    with pytest.raises(
+        BadModelFileError, match=r"m\.gguf is not a usable GGUF model: file is truncated"
+    ):
+        locate_model(path)
+    # The CLI catches BackendLoadError and prints one line.
+    assert issubclass(BadModelFileError, BackendLoadError)
+
+
+def test_a_gguf_name_with_bad_magic_says_bad_magic(tmp_path: Path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_header({}, magic=b"GGML"))
+    with pytest.raises(BadModelFileError, match="bad magic"):
+        locate_model(path)
+
+
+def test_a_truncated_gguf_in_a_model_directory_is_caught(tmp_path: Path):
+    (tmp_path / "only.gguf").write_bytes(gguf_model({}, [("w", (1024,), F32)])[:200])
+    with pytest.raises(BadModelFileError, match="truncated"):
+        locate_model(tmp_path)
+
+
+def test_a_split_model_with_a_missing_shard_is_refused(tmp_path: Path):
+    first = gguf(tmp_path / "big-00001-of-00003.gguf")
+    gguf(tmp_path / "big-00003-of-00003.gguf")
+    with pytest.raises(BadModelFileError, match=r"missing its shard big-00002-of-00003\.gguf"):
+        locate_model(first)
+
+
+def test_every_shard_of_a_split_model_is_checked(tmp_path: Path):
+    gguf(tmp_path / "big-00001-of-00002.gguf")
+    second = tmp_path / "big-00002-of-00002.gguf"
+    second.write_bytes(gguf_model({}, [("w", (1024,), F32)])[:-1])
+    with pytest.raises(
+        BadModelFileError, match=r"big-00002-of-00002\.gguf is not a usable.*truncated"
+    ):
+        locate_model(tmp_path)
+
+
+def test_a_chat_template_that_does_not_compile_stops_startup(tmp_path: Path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_header({"tokenizer.chat_template": "{% for %}"}))
+    with pytest.raises(BadModelFileError, match="chat template does not compile"):
+        locate_model(path)
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.pt", "weights.pth"])
+def test_a_huggingface_directory_with_pickle_weights_is_refused(tmp_path: Path, weights: str):
+    root = hf_dir(tmp_path / "hf")
+    (root / "model.safetensors").unlink()
+    (root / weights).write_bytes(b"\x80\x04 pickle")
+    with pytest.raises(BadModelFileError, match="pickle weights") as caught:
+        locate_model(root)
+    assert "execute arbitrary code" in str(caught.value)
+    assert weights in str(caught.value)
+
+
+def test_safetensors_next_to_pickle_weights_are_accepted(tmp_path: Path):
+    # vLLM loads only the safetensors (load_format="safetensors"); the .bin is ignored.
+    root = hf_dir(tmp_path / "hf")
+    (root / "pytorch_model.bin").write_bytes(b"pickle")
+    assert locate_model(root).format is ModelFormat.HUGGINGFACE
+
+
+def test_a_huggingface_directory_without_weights_is_refused(tmp_path: Path):
+    root = hf_dir(tmp_path / "hf")
+    (root / "model.safetensors").unlink()
+    with pytest.raises(BadModelFileError, match=r"no \*\.safetensors weights"):
+        locate_model(root)
 
 
 # --- choosing the engine ----------------------------------------------------

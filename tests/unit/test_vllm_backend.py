@@ -7,6 +7,7 @@ other test sees the machine's real import state (on CPU: no vllm).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import subprocess
@@ -29,6 +30,7 @@ from predictor.backends.base import (
     SamplingOptions,
 )
 from predictor.backends.chat_template import ChatTemplateError
+from predictor.backends.select import BadModelFileError
 from predictor.backends.vllm import VllmBackend, check_model_dir
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
@@ -138,6 +140,21 @@ def test_check_model_dir_refuses_pickle_only_weights(model_dir: Path, weights: s
     (model_dir / weights).write_bytes(b"pickle")
     with pytest.raises(BackendLoadError, match=re.escape(f"only pickle weights ({weights})")):
         check_model_dir(model_dir)
+
+
+def test_check_model_dir_says_why_pickle_is_refused(model_dir: Path) -> None:
+    (model_dir / "model.safetensors").unlink()
+    (model_dir / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(BadModelFileError, match="unpickling can execute arbitrary code"):
+        check_model_dir(model_dir)
+
+
+def test_remote_code_and_the_load_format_cannot_be_configured() -> None:
+    # Both are fixed in load(): no setting can turn on model-repository Python
+    # or pickle loading.
+    parameters = inspect.signature(VllmBackend).parameters
+    assert "trust_remote_code" not in parameters
+    assert "load_format" not in parameters
 
 
 def test_check_model_dir_requires_weights(model_dir: Path) -> None:
