@@ -5,8 +5,8 @@ file is untrusted input: a template can try to reach Python internals
 (CVE-2024-34359 in llama-cpp-python). ``ImmutableSandboxedEnvironment`` blocks
 attribute access to internals and mutation of objects passed in. On top of it,
 repetition and powers are bounded, so ``{{ 'x' * 10**12 }}`` is refused instead
-of allocating a terabyte, and any error a template raises becomes a
-``ChatTemplateError`` (a 400), never a 500 with a traceback.
+of allocating a terabyte, and the errors a template expression can raise become
+a ``ChatTemplateError`` (a 400), never a 500 with a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
-from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -52,9 +51,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     # so a bomb in the template source cannot go off while the model loads.
     intercepted_binops = frozenset({"*", "**"})
 
-    def call_binop(
-        self, context: Context | EvalContext, operator: str, left: Any, right: Any
-    ) -> Any:
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for sequence, count in ((left, right), (right, left)):
                 if (
@@ -67,7 +64,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                     )
         elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"the template raises to a power above {MAX_EXPONENT}")
-        return super().call_binop(context, operator, left, right)  # type: ignore[arg-type]
+        return super().call_binop(context, operator, left, right)
 
 
 class ChatTemplate:
