@@ -28,8 +28,64 @@ BAD_VALUES = {
         "/models/0/minReplicas': minimum: got -1, want 0",
     ),
     "timeout above the schema's bound": (
-        {"defaults": {"timeoutSeconds": 7200}},
-        "/defaults/timeoutSeconds': maximum",
+        {"defaults": {"timeouts": {"requestSeconds": 7200}}},
+        "/defaults/timeouts/requestSeconds': maximum",
+    ),
+    "negative drain timeout": (
+        {"models": [{**MODEL, "timeouts": {"drainSeconds": -1}}]},
+        "/models/0/timeouts/drainSeconds': minimum",
+    ),
+    "timeouts past Knative's revision timeout ceiling": (
+        {"defaults": {"timeouts": {"requestSeconds": 500, "coldStartSeconds": 200}}},
+        "above knative.maxRevisionTimeoutSeconds 600",
+    ),
+    "misspelled limit": (
+        {"defaults": {"limits": {"maxTokens": 512}}},
+        "additional properties 'maxTokens'",
+    ),
+    "too many stop sequences": (
+        {"models": [{**MODEL, "limits": {"maxStopSequences": 65}}]},
+        "/models/0/limits/maxStopSequences': maximum",
+    ),
+    "limit given as a string": (
+        {"defaults": {"limits": {"maxQueuedRequests": "64"}}},
+        "/defaults/limits/maxQueuedRequests': got string, want integer",
+    ),
+    "knative concurrency above what the predictor admits": (
+        {
+            "defaults": {
+                "containerConcurrency": 20,
+                "limits": {"maxRunningRequests": 1, "maxQueuedRequests": 8},
+            }
+        },
+        "the rest would get 429",
+    ),
+    "API key inline in env": (
+        {"models": [{**MODEL, "env": [{"name": "KZERO_API_KEY", "value": "sk-1"}]}]},
+        "env sets KZERO_API_KEY, which the chart sets itself",
+    ),
+    "chart-managed variable in env": (
+        {"defaults": {"env": [{"name": "KZERO_DRAIN_TIMEOUT_S", "value": "5"}]}},
+        "env sets KZERO_DRAIN_TIMEOUT_S, which the chart sets itself",
+    ),
+    "API key Secret name not a DNS name": (
+        {"auth": {"existingSecret": "API_Keys"}},
+        "/auth/existingSecret'",
+    ),
+    "unknown auth key": (
+        {"auth": {"apiKey": "sk-1"}},
+        "additional properties 'apiKey' not allowed",
+    ),
+    "protected health without keys": (
+        {"auth": {"protectHealth": True}},
+        "need API keys: set auth.existingSecret",
+    ),
+    "protected metrics without a key for Prometheus": (
+        {
+            "auth": {"existingSecret": "keys", "protectMetrics": True},
+            "monitoring": {"podMonitor": {"force": True}},
+        },
+        "auth.protectMetrics requires a key under auth.metricsSecretKey",
     ),
     "duration without a unit": (
         {"defaults": {"scaleDownDelay": "30"}},

@@ -69,7 +69,83 @@ Call with (dict "root" $ "model" $entry).
 {{- end -}}
 {{- $_ := set $m "device" $device -}}
 {{- $_ := set $m "servedUri" (ternary $m.gpuUri $m.uri (eq $device "gpu")) -}}
+{{- $managed := include "kzero.managedEnvNames" $root | fromJsonArray -}}
+{{- range $m.env -}}
+{{- if has .name $managed -}}
+{{- fail (printf "models[%s]: env sets %s, which the chart sets itself: use cache, timeouts, limits or auth instead (API keys belong in auth.existingSecret, never in env)" $m.name .name) -}}
+{{- end -}}
+{{- end -}}
+{{- $l := $m.limits -}}
+{{- if and (gt (int $m.containerConcurrency) 0) (gt (int $l.maxRunningRequests) 0) (gt (int $m.containerConcurrency) (add $l.maxRunningRequests $l.maxQueuedRequests)) -}}
+{{- fail (printf "models[%s]: containerConcurrency %d lets Knative send more requests than limits.maxRunningRequests + limits.maxQueuedRequests (%d) admit: the rest would get 429" $m.name (int $m.containerConcurrency) (add $l.maxRunningRequests $l.maxQueuedRequests)) -}}
+{{- end -}}
+{{- $_ := set $m "timing" (include "kzero.timing" (dict "root" $root "model" $m) | fromYaml) -}}
 {{- toYaml $m -}}
+{{- end -}}
+
+{{/* Environment variables the chart owns; a model's env may not set them. */}}
+{{- define "kzero.managedEnvNames" -}}
+{{- list "KZERO_CACHE_DIR" "KZERO_REQUEST_TIMEOUT_S" "KZERO_DRAIN_TIMEOUT_S" "KZERO_MAX_RUNNING_REQUESTS" "KZERO_MAX_QUEUED_REQUESTS" "KZERO_MAX_PROMPT_TOKENS" "KZERO_MAX_TOKENS_CAP" "KZERO_MAX_STOP_SEQUENCES" "KZERO_MAX_STOP_LENGTH" "KZERO_MAX_REQUEST_BYTES" "KZERO_API_KEY" "KZERO_API_KEY_FILE" "KZERO_AUTH_HEALTH" "KZERO_AUTH_METRICS" | toJson -}}
+{{- end -}}
+
+{{/*
+The one place where a model's timeouts become Knative's. Knative sets every
+revision pod's terminationGracePeriodSeconds to the revision's timeoutSeconds
+(knative/serving pkg/reconciler/revision/resources/deploy.go, BuildPodSpec) and
+its webhook refuses the field in the pod template, so the revision timeout is
+the one number that carries both rules:
+
+  grace = revision timeout >= 30 + drainSeconds + 5
+    On deletion, Knative's queue-proxy drains for 30 s (drainSleepDuration in
+    its sharedmain), and the predictor container's preStop hook
+    (/wait-for-drain) holds its SIGTERM back until then. The predictor then has
+    drainSeconds for streams in flight, plus 5 s to answer and exit, before
+    SIGKILL.
+  revision timeout >= coldStartSeconds + requestSeconds + 5
+    The activator and queue-proxy end a request at the revision timeout
+    ("activator request timeout", 504), counted from its arrival, so a cold
+    start plus the predictor's own deadline plus 5 s must fit.
+
+The revision timeout is the smallest value meeting both; KServe copies the
+predictor's `timeout` into the revision's timeoutSeconds (and
+responseStartTimeoutSeconds). Call with (dict "root" $ "model" $mergedModel).
+*/}}
+{{- define "kzero.timing" -}}
+{{- $t := .model.timeouts -}}
+{{- $queueProxyDrainSeconds := 30 -}}
+{{- $marginSeconds := 5 -}}
+{{- $forRequests := add $t.coldStartSeconds $t.requestSeconds $marginSeconds -}}
+{{- $forShutdown := add $queueProxyDrainSeconds $t.drainSeconds $marginSeconds -}}
+{{- $revision := max $forRequests $forShutdown -}}
+{{- $ceiling := int .root.Values.knative.maxRevisionTimeoutSeconds -}}
+{{- if gt (int $revision) $ceiling -}}
+{{- fail (printf "models[%s]: the revision timeout needs %ds (max of timeouts.coldStartSeconds + timeouts.requestSeconds + 5 = %d and 30 + timeouts.drainSeconds + 5 = %d), above knative.maxRevisionTimeoutSeconds %d: shorten the timeouts or raise max-revision-timeout-seconds in Knative's config-defaults and knative.maxRevisionTimeoutSeconds" .model.name (int $revision) (int $forRequests) (int $forShutdown) $ceiling) -}}
+{{- end -}}
+requestTimeoutSeconds: {{ int $t.requestSeconds }}
+drainTimeoutSeconds: {{ int $t.drainSeconds }}
+revisionTimeoutSeconds: {{ int $revision }}
+terminationGracePeriodSeconds: {{ int $revision }}
+{{- end -}}
+
+{{/* The mounted key file, when auth.existingSecret names a Secret. */}}
+{{- define "kzero.apiKeyFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.auth.mountPath) .Values.auth.secretKey -}}
+{{- end -}}
+
+{{/* The Secret volume with the API key file (only its one key). */}}
+{{- define "kzero.authVolume" -}}
+- name: api-keys
+  secret:
+    secretName: {{ .Values.auth.existingSecret }}
+    items:
+      - key: {{ .Values.auth.secretKey }}
+        path: {{ .Values.auth.secretKey }}
+{{- end -}}
+
+{{- define "kzero.authMount" -}}
+- name: api-keys
+  mountPath: {{ .Values.auth.mountPath }}
+  readOnly: true
 {{- end -}}
 
 {{/*
