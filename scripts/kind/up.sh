@@ -34,7 +34,8 @@ echo "== Knative Serving $KNATIVE_SERVING_VERSION + Kourier $KNATIVE_KOURIER_VER
 KNATIVE="https://github.com/knative/serving/releases/download/knative-${KNATIVE_SERVING_VERSION}"
 kubectl apply -f "$KNATIVE/serving-crds.yaml"
 kubectl apply -f "$KNATIVE/serving-core.yaml"
-kubectl apply -f "https://github.com/knative/net-kourier/releases/download/knative-${KNATIVE_KOURIER_VERSION}/kourier.yaml"
+# net-kourier moved from the knative org to knative-extensions; its releases are there.
+kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/knative-${KNATIVE_KOURIER_VERSION}/kourier.yaml"
 kubectl -n knative-serving patch configmap/config-network --type merge \
   -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
 # kzero's Knative settings: PVC/nodeSelector/tolerations features, KPA, timeouts.
@@ -45,6 +46,10 @@ kubectl -n kourier-system patch service kourier \
   -p "{\"spec\":{\"type\":\"NodePort\",\"ports\":[{\"port\":80,\"nodePort\":${E2E_INGRESS_PORT}}]}}"
 
 echo "== KServe $KSERVE_VERSION (Knative mode)"
+# kserve.yaml holds the CRDs and the controller; server-side apply because the
+# InferenceService CRD is too large for the last-applied annotation. KServe's
+# default deployment mode is Standard since 0.16: the chart's InferenceServices
+# ask for Knative mode with their serving.kserve.io/deploymentMode annotation.
 KSERVE="https://github.com/kserve/kserve/releases/download/${KSERVE_VERSION}"
 kubectl apply --server-side -f "$KSERVE/kserve.yaml"
 wait_deployments kserve

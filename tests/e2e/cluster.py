@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ CONTEXT = os.environ.get("KZERO_E2E_CONTEXT", f"kind-{VERSIONS['KIND_CLUSTER']}"
 NAMESPACE = os.environ.get("KZERO_E2E_NAMESPACE", VERSIONS["E2E_NAMESPACE"])
 MODEL = os.environ.get("KZERO_E2E_MODEL", "smollm2")
 INGRESS = os.environ.get("KZERO_E2E_INGRESS", f"http://127.0.0.1:{VERSIONS['E2E_INGRESS_PORT']}")
+# scripts/kind/install-kzero.sh creates it; tests/e2e/values.yaml names it in auth.existingSecret.
+API_KEY_SECRET = VERSIONS["E2E_API_KEY_SECRET"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,20 @@ class Cluster:
     api: client.ApiClient
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
+
+
+def first_api_key(key_file: str) -> str:
+    """The predictor's rule for a key file: one key per line, blank and '#' lines skipped."""
+    for line in key_file.splitlines():
+        if line.strip() and not line.startswith("#"):
+            return line.strip()
+    raise AssertionError("the API key file holds no key")
+
+
+def api_key(cluster: Cluster) -> str:
+    """The first key of the e2e API key Secret, which the predictors mount as their key file."""
+    secret = cluster.core.read_namespaced_secret(API_KEY_SECRET, NAMESPACE)
+    return first_api_key(base64.b64decode(secret.data["api-keys"]).decode())
 
 
 def connect() -> Cluster | str:

@@ -34,7 +34,17 @@ class StreamedAnswer:
     total: float
 
 
-def stream_chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> StreamedAnswer:
+def headers(host: str, key: str | None) -> dict[str, str]:
+    """Knative routes on Host; the predictor wants the API key as a bearer token."""
+    sent = {"Content-Type": "application/json", "Host": host}
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    return sent
+
+
+def stream_chat(
+    host: str, model: str, prompt: str, key: str | None, max_tokens: int = 16
+) -> StreamedAnswer:
     """A streaming chat completion; times the first content chunk from the moment of sending."""
     body = {
         "model": model,
@@ -45,7 +55,7 @@ def stream_chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> Str
     request = urllib.request.Request(
         f"{INGRESS}/v1/chat/completions",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Host": host},
+        headers=headers(host, key),
     )
     started = time.monotonic()
     first_token_at = None
@@ -64,7 +74,7 @@ def stream_chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> Str
     return StreamedAnswer("".join(pieces), first_token_at - started, time.monotonic() - started)
 
 
-def chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> dict:
+def chat(host: str, model: str, prompt: str, key: str | None, max_tokens: int = 16) -> dict:
     body = {
         "model": model,
         "max_tokens": max_tokens,
@@ -73,7 +83,7 @@ def chat(host: str, model: str, prompt: str, max_tokens: int = 16) -> dict:
     request = urllib.request.Request(
         f"{INGRESS}/v1/chat/completions",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Host": host},
+        headers=headers(host, key),
     )
     with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
         return json.load(response)

@@ -27,6 +27,12 @@ def test_sample_sums_matching_series_and_reads_absent_as_zero() -> None:
     assert sample(METRICS, "kzero_cache_lookups_total", model_name="smollm2") == 0.0
 
 
+def test_first_api_key_skips_comments_and_blank_lines_like_the_predictor() -> None:
+    assert cluster.first_api_key("# e2e key\n\n  kz-abc  \nkz-def\n") == "kz-abc"
+    with pytest.raises(AssertionError):
+        cluster.first_api_key("# only a comment\n")
+
+
 def test_dechunk_reassembles_a_chunked_body() -> None:
     assert _dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") == b"hello world"
 

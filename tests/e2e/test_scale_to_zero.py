@@ -7,11 +7,13 @@ this module. Without a reachable kind cluster every test skips with the reason.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 
 import pytest
 
-from .cluster import MODEL, NAMESPACE, Cluster
+from .cluster import MODEL, NAMESPACE, Cluster, api_key
 from .ingress import chat, route_host, stream_chat
 from .pods import predictor_pods, ready_pod, sample, scrape_metrics, wait_for_zero_pods
 
@@ -41,9 +43,17 @@ def wait_ready(cluster: Cluster) -> None:
 
 def test_model_answers_a_chat_completion_through_the_knative_route(cluster: Cluster) -> None:
     wait_ready(cluster)
-    answer = chat(route_host(cluster, NAMESPACE, MODEL), MODEL, "Say hello.")
+    answer = chat(route_host(cluster, NAMESPACE, MODEL), MODEL, "Say hello.", api_key(cluster))
     assert answer["choices"][0]["message"]["content"]
     assert answer["usage"]["completion_tokens"] > 0
+
+
+def test_route_refuses_a_request_without_the_api_key(cluster: Cluster) -> None:
+    # tests/e2e/values.yaml turns API keys on (auth.existingSecret).
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        chat(route_host(cluster, NAMESPACE, MODEL), MODEL, "Say hello.", key=None)
+    assert refused.value.code == 401
+    assert json.load(refused.value)["error"]["code"] == "invalid_api_key"
 
 
 def test_predictor_metrics_include_the_kzero_series(cluster: Cluster) -> None:
@@ -62,7 +72,9 @@ def test_revision_scales_to_zero_pods_when_idle(cluster: Cluster) -> None:
 
 def test_request_at_zero_cold_starts_and_succeeds(cluster: Cluster) -> None:
     assert predictor_pods(cluster, NAMESPACE, MODEL) == [], "not at zero: cold start not measured"
-    answer = stream_chat(route_host(cluster, NAMESPACE, MODEL), MODEL, "Count to five.")
+    answer = stream_chat(
+        route_host(cluster, NAMESPACE, MODEL), MODEL, "Count to five.", api_key(cluster)
+    )
     print(
         f"\n{MODEL}: cold start time to first token {answer.time_to_first_token:.2f}s "
         f"(whole answer {answer.total:.2f}s): {answer.text!r}"
