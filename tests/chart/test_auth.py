@@ -73,6 +73,23 @@ def test_a_named_secret_is_mounted_read_only_and_passed_as_a_file() -> None:
         assert "KZERO_API_KEY" not in variables
 
 
+def test_probes_use_routes_the_predictor_leaves_open_when_keys_are_on() -> None:
+    # kubelet's startup probe and Knative's readiness probe send no key.
+    from predictor.auth import ApiKeyMiddleware
+
+    guard = ApiKeyMiddleware(
+        None,  # type: ignore[arg-type]  # no app: only the route check is used
+        key_hashes=(b"k",),
+        guard_health=False,
+        guard_metrics=True,
+    )
+    for service in services(rendered(AUTH_SCENARIO)):
+        model = service["spec"]["predictor"]["model"]
+        for probe in ("readinessProbe", "startupProbe"):
+            assert guard.is_open(model[probe]["httpGet"]["path"]), probe
+    assert not guard.is_open("/v1/chat/completions")
+
+
 def test_no_scenario_renders_a_secret_or_an_inline_key(objects: list[dict]) -> None:
     assert [obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"] == []
     for service in services(objects):

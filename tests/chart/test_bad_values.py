@@ -76,9 +76,13 @@ BAD_VALUES = {
         {"auth": {"apiKey": "sk-1"}},
         "additional properties 'apiKey' not allowed",
     ),
-    "protected health without keys": (
-        {"auth": {"protectHealth": True}},
-        "need API keys: set auth.existingSecret",
+    "protected metrics without keys": (
+        {"auth": {"protectMetrics": True}},
+        "auth.protectMetrics needs API keys: set auth.existingSecret",
+    ),
+    "guarded health routes (the probes send no key)": (
+        {"auth": {"existingSecret": "keys", "protectHealth": True}},
+        "additional properties 'protectHealth' not allowed",
     ),
     "protected metrics without a key for Prometheus": (
         {
