@@ -17,12 +17,16 @@ from collections.abc import Sequence
 
 from pydantic import ByteSize, ValidationError
 
+from predictor.auth import ApiKeyConfigError
 from predictor.backends.base import BackendKind, BackendLoadError
 from predictor.cache.errors import CacheError
 from predictor.default_model import DefaultModelMissing
 from predictor.settings import Settings
 
 logger = logging.getLogger("predictor")
+
+# Secrets come from the environment only: a flag would show in the process list.
+ENV_ONLY_SETTINGS = frozenset({"api_key"})
 
 
 def _strtobool(value: str) -> bool:
@@ -50,6 +54,8 @@ def _flag_type(annotation: object) -> object:
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--<field>`` per Settings field; unset flags fall back to env, then default."""
     for name, field in Settings.model_fields.items():
+        if name in ENV_ONLY_SETTINGS:
+            continue
         flag_type = _flag_type(field.annotation)
         default = field.default.value if isinstance(field.default, BackendKind) else field.default
         # KServe's flags use underscores, kzero's docs hyphens: both spellings work.
@@ -75,6 +81,8 @@ def build_serve_parser(prog: str) -> argparse.ArgumentParser:
         description="Serve an LLM with an OpenAI-compatible API inside KServe's model server.",
         parents=[kserve_parser],
         conflict_handler="resolve",
+        # No prefixes: "--api_key sk-..." must fail, not be read as --api_key_file.
+        allow_abbrev=False,
     )
     add_settings_flags(parser)
     # kzero serves LLMs over HTTP only; KServe's gRPC v2 has no generation API.
@@ -86,7 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     given = {
         name: getattr(args, name)
         for name in Settings.model_fields
-        if getattr(args, name) is not None
+        if getattr(args, name, None) is not None
     }
     return Settings(**given)
 
@@ -114,17 +122,16 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
 
     try:
         model = build_model(settings)
-        run(
+        return run(
             model,
             http_port=args.http_port,
             enable_grpc=args.enable_grpc,
             event_loop=args.event_loop,
         )
-    except (BackendLoadError, CacheError, DefaultModelMissing) as exc:
+    except (BackendLoadError, CacheError, DefaultModelMissing, ApiKeyConfigError) as exc:
         # Fail fast with one readable line: Kubernetes shows it in the crash loop.
         logger.error("cannot start: %s", exc)
         return 1
-    return 0
 
 
 # Each command's entry point, imported only when that command runs, so that

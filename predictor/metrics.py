@@ -56,8 +56,9 @@ GENERATION_TOKENS = Counter(
 )
 REQUESTS = Counter(
     "kzero_requests",
-    "Generation requests by outcome: ok, aborted (client went away), invalid (rejected "
-    "with 4xx before running), error (5xx).",
+    "Generation requests by outcome: ok, aborted (client went away), invalid (4xx: bad "
+    "input), rejected (refused for now and retryable: 429 at the admission limit, 503 "
+    "while loading, draining or restarting), error (500, 504).",
     (*LABELS, "status"),
 )
 REQUESTS_RUNNING = Gauge(
@@ -90,7 +91,7 @@ BACKEND_INFO = Gauge(
     ("backend", "device", "model_name", "quantization", "reason"),
 )
 
-REQUEST_STATUSES = ("ok", "aborted", "invalid", "error")
+REQUEST_STATUSES = ("ok", "aborted", "invalid", "rejected", "error")
 
 
 class RequestRecorder:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from kserve import Model
@@ -21,14 +22,18 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
 from predictor.backends.base import Prompt, SamplingOptions
-from predictor.generation import GenerationService, new_completion
+from predictor.generation import GenerationService, ServingState, new_completion
 from predictor.metrics import BACKEND_INFO, COLD_START
 from predictor.openai.errors import OpenAIError
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from predictor.openai.serving import usage_body
 from predictor.process_clock import seconds_since_process_start
+from predictor.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
+
+# How often a ready model asks its engine whether it is still alive.
+ENGINE_HEALTH_POLL_S = 5.0
 
 PREDICT_HELP = (
     'send {"instances": [{"prompt": "..."}]} or {"instances": [{"messages": [...]}]}, '
@@ -39,10 +44,20 @@ PREDICT_HELP = (
 class KzeroModel(Model):
     """One LLM served through KServe's lifecycle and v1 protocol."""
 
-    def __init__(self, name: str, service: GenerationService, *, selection_reason: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        service: GenerationService,
+        *,
+        selection_reason: str,
+        shutdown: Shutdown,
+    ) -> None:
         super().__init__(name)
         self.service = service
         self.selection_reason = selection_reason
+        self.shutdown = shutdown
+        service.on_engine_failure = lambda error: shutdown.fail(f"{type(error).__name__}: {error}")
+        self._background: set[asyncio.Task[None]] = set()
         # True only so ModelServer.start registers us; start() clears it.
         self.ready = True
         self.engine = True
@@ -52,19 +67,30 @@ class KzeroModel(Model):
         self.ready = False
 
     async def start_engine(self) -> None:
-        """Load the weights, run a one-token warm-up, then report ready."""
+        """Load the weights, run a one-token warm-up, then report ready.
+
+        A failure here is the engine failing: one log line, and the process
+        exits non-zero once uvicorn has stopped, instead of serving 503 forever.
+        """
+        self._in_background(self.shutdown.install())
         load_started = time.perf_counter()
         backend = self.service.backend
-        await backend.load()
+        try:
+            await backend.load()
+            load_s = time.perf_counter() - load_started
+            await self._warm_up()
+        except Exception as exc:
+            self.shutdown.fail(f"cannot load the model: {exc}")
+            return
         labels = (self.name, self.service.backend_name)
-        COLD_START.labels("load", *labels).observe(time.perf_counter() - load_started)
-        await self._warm_up()
+        COLD_START.labels("load", *labels).observe(load_s)
         info = backend.info
         BACKEND_INFO.labels(
             info.backend, info.device, self.name, info.quantization, self.selection_reason
         ).set(1)
         self.service.mark_ready()
         self.ready = True
+        self._in_background(self._watch_engine())
         ready_after = seconds_since_process_start()
         COLD_START.labels("ready", *labels).observe(ready_after)
         logger.info(
@@ -73,6 +99,22 @@ class KzeroModel(Model):
             self.name, ready_after, info.backend, info.device, info.quantization,
             info.context_length, self.selection_reason,
         )  # fmt: skip
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        # The loop keeps only weak references to tasks: hold them here.
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _watch_engine(self) -> None:
+        """An engine can die between requests (vLLM's engine core process): poll its health."""
+        while self.service.state is ServingState.READY:
+            await asyncio.sleep(ENGINE_HEALTH_POLL_S)
+            if (
+                self.service.state is ServingState.READY
+                and not await self.service.backend.healthy()
+            ):
+                self.shutdown.fail("the engine reports itself unhealthy")
 
     async def _warm_up(self) -> None:
         # One token through the real path pages the weights in and builds the
@@ -87,11 +129,17 @@ class KzeroModel(Model):
             pass
 
     async def healthy(self) -> bool:
-        return self.ready and await self.service.backend.healthy()
+        """Readiness: false while loading, draining or failed, so Knative routes elsewhere."""
+        return (
+            self.ready
+            and self.service.state is ServingState.READY
+            and await self.service.backend.healthy()
+        )
 
     def stop(self) -> None:
+        """KServe's unload, after uvicorn stopped: nothing may be admitted any more."""
         self.ready = False
-        self.service.mark_not_ready()
+        self.service.begin_drain()
 
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
@@ -106,7 +154,8 @@ class KzeroModel(Model):
                 *(self._predict_one(instance) for instance in payload["instances"])
             )
         except OpenAIError as exc:
-            if exc.status_code >= 500:
+            # 429 and 5xx keep their status and Retry-After; the rest is bad input.
+            if exc.status_code >= 500 or exc.status_code == 429:
                 raise
             raise InvalidInput(exc.message) from None
         return {"predictions": list(predictions)}
@@ -128,7 +177,11 @@ class KzeroModel(Model):
             params = text.generation_params()
         options: SamplingOptions = self.service.sampling_options(prompt, params)
         completion = new_completion(prompt)
-        output = await self.service.complete(prompt, options, completion)
+        ticket = self.service.admit()
+        try:
+            output = await self.service.complete(prompt, options, completion, ticket)
+        finally:
+            ticket.release()
         return {
             "text": output,
             "finish_reason": completion.finish_reason,

@@ -14,14 +14,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from predictor.admission import Admission
+from predictor.auth import ApiKeyMiddleware, configured_key_hashes
 from predictor.backends.base import Backend, BackendKind
 from predictor.backends.select import BackendChoice, ModelLocation, choose_backend, locate_model
 from predictor.cpu_quota import usable_cpu_count
-from predictor.generation import GenerationService
+from predictor.generation import GenerationService, RequestLimits
 from predictor.metrics import COLD_START
 from predictor.model_source import record_resolution, resolve_model
 from predictor.process_clock import seconds_since_process_start
 from predictor.settings import Settings
+from predictor.shutdown import Shutdown
 
 if TYPE_CHECKING:
     from predictor.model import KzeroModel
@@ -36,8 +39,17 @@ def derive_model_name(path: Path) -> str:
     return re.sub(r"-\d{5}-of-\d{5}$", "", name)
 
 
+# Requests an engine decodes at once when --max_running_requests is not set:
+# llama.cpp runs one sequence per context; vLLM's default max_num_seqs is 256.
+ENGINE_CAPACITY = {BackendKind.LLAMACPP: 1, BackendKind.VLLM: 256}
+
+
 def create_backend(
-    choice: BackendChoice, location: ModelLocation, settings: Settings, model_name: str
+    choice: BackendChoice,
+    location: ModelLocation,
+    settings: Settings,
+    model_name: str,
+    max_running: int,
 ) -> Backend:
     """The engine object for the choice; nothing heavy is imported or loaded yet."""
     if choice.kind is BackendKind.VLLM:
@@ -50,6 +62,7 @@ def create_backend(
             enforce_eager=settings.enforce_eager,
             dtype=settings.dtype,
             served_model_name=model_name,
+            max_num_seqs=max_running,
         )
     from predictor.backends.llamacpp import LlamaCppBackend
 
@@ -89,19 +102,41 @@ def build_model(settings: Settings) -> KzeroModel:
         choice.reason,
     )
 
-    backend = create_backend(choice, location, settings, model_name)
+    key_hashes = configured_key_hashes(settings)
+    max_running = settings.max_running_requests or ENGINE_CAPACITY[choice.kind]
+    backend = create_backend(choice, location, settings, model_name, max_running)
     service = GenerationService(
         backend,
         backend_name=choice.kind.value,
         model_name=model_name,
-        max_tokens_cap=settings.max_tokens_cap,
+        limits=request_limits(settings),
+        admission=Admission(max_running=max_running, max_queued=settings.max_queued_requests),
     )
     app = kserve_model_server.app
     app.add_exception_handler(OpenAIError, openai_error_handler)
     app.include_router(
         create_openai_router(OpenAIServing(service), max_request_bytes=settings.max_request_bytes)
     )
-    return KzeroModel(model_name, service, selection_reason=choice.reason)
+    if key_hashes:
+        app.add_middleware(
+            ApiKeyMiddleware,
+            key_hashes=key_hashes,
+            guard_health=settings.auth_health,
+            guard_metrics=settings.auth_metrics,
+        )
+        logger.info("API keys: %d configured; inference routes need a Bearer key", len(key_hashes))
+    shutdown = Shutdown(service, drain_timeout_s=settings.drain_timeout_s)
+    return KzeroModel(model_name, service, selection_reason=choice.reason, shutdown=shutdown)
+
+
+def request_limits(settings: Settings) -> RequestLimits:
+    return RequestLimits(
+        max_tokens_cap=settings.max_tokens_cap,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        max_stop_sequences=settings.max_stop_sequences,
+        max_stop_length=settings.max_stop_length,
+        request_timeout_s=settings.request_timeout_s,
+    )
 
 
 def install_event_loop(choice: str) -> str:
@@ -127,9 +162,13 @@ def install_event_loop(choice: str) -> str:
     return "uvloop"
 
 
-def run(model: KzeroModel, *, http_port: int, enable_grpc: bool, event_loop: str) -> None:
-    """Serve until stopped; the model loads in the background while the port is open."""
+def run(model: KzeroModel, *, http_port: int, enable_grpc: bool, event_loop: str) -> int:
+    """Serve until stopped, then return the exit code: 0 after a drain, 1 if the engine died.
+
+    The model loads in the background while the port is open.
+    """
     from kserve import ModelServer
 
     logger.info("event loop: %s", install_event_loop(event_loop))
     ModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])
+    return model.shutdown.exit_code

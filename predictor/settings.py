@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ByteSize, Field
+from pydantic import ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from predictor.backends.base import BackendKind
@@ -66,6 +66,65 @@ class Settings(BaseSettings):
         default=1_048_576,
         ge=1024,
         description="Largest accepted request body in bytes; larger bodies get HTTP 413.",
+    )
+    max_prompt_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest prompt in tokens; longer prompts get HTTP 400. Default: the "
+        "context window is the only limit.",
+    )
+    max_stop_sequences: int = Field(
+        default=4, ge=0, le=64, description="Most stop sequences one request may give (HTTP 400)."
+    )
+    max_stop_length: int = Field(
+        default=128, ge=1, description="Longest stop sequence in characters (HTTP 400)."
+    )
+    max_running_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests the engine works on at once; more wait in the queue. Default: "
+        "the engine's own capacity (1 for llama.cpp, which decodes one sequence at a time; "
+        "256 for vLLM, its max_num_seqs).",
+    )
+    max_queued_requests: int = Field(
+        default=64,
+        ge=0,
+        description="Requests that may wait for the engine; beyond running + queued a request "
+        "gets HTTP 429 with Retry-After, so a burst sheds load instead of piling up timeouts.",
+    )
+    request_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Deadline of one request, queueing included; a request past it is aborted "
+        "(HTTP 504, or an error event in a stream). Keep it below the Knative revision timeout.",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, readiness turns false and new requests get 503 at once; "
+        "requests in flight get this long to finish before the process exits. Keep it below "
+        "the pod's terminationGracePeriodSeconds.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="API keys, comma-separated. When set (here or in api_key_file), the "
+        "OpenAI and KServe inference routes need 'Authorization: Bearer <key>'. Only the "
+        "environment sets this, never a flag: a flag shows in the process list.",
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="File with one API key per line ('#' comments and blank lines ignored), "
+        "e.g. a mounted Kubernetes Secret.",
+    )
+    auth_health: bool = Field(
+        default=False,
+        description="Require the API key on health and readiness routes too. Off by default: "
+        "kubelet and Knative probe without credentials.",
+    )
+    auth_metrics: bool = Field(
+        default=False,
+        description="Require the API key on /metrics too. Off by default: Prometheus scrapes "
+        "without credentials, and the NetworkPolicy already limits who can reach it.",
     )
     gpu_memory_utilization: float = Field(
         default=0.90,

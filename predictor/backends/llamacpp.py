@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from predictor.backends.base import (
+    BackendDeadError,
     BackendInfo,
     BackendLoadError,
     GenerationChunk,
@@ -132,6 +133,9 @@ class LlamaCppBackend:
             max_workers=1, thread_name_prefix="llamacpp"
         )
         self._jobs: dict[str, _Job] = {}
+        # The first decode failure. After it the context's state is unknown, so
+        # the engine counts as dead: health turns false and the process restarts.
+        self._failure: BaseException | None = None
 
     @property
     def info(self) -> BackendInfo:
@@ -263,11 +267,15 @@ class LlamaCppBackend:
         """Decode one request on the worker thread."""
         if job.cancelled.is_set():
             return
+        if self._failure is not None:
+            job.mailbox.post(BackendDeadError(f"llama.cpp failed earlier: {self._failure}"))
+            return
         job.mailbox.post(_Started())
         try:
             self._decode(job)
         except Exception as exc:  # surfaced to the request, which answers 500
             logger.exception("llama.cpp generation failed")
+            self._failure = exc
             job.mailbox.post(exc)
 
     def _decode(self, job: _Job) -> None:
@@ -317,7 +325,7 @@ class LlamaCppBackend:
             job.mailbox.post(_Aborted())
 
     async def healthy(self) -> bool:
-        return self._llama is not None
+        return self._llama is not None and self._failure is None
 
     async def shutdown(self) -> None:
         for job in list(self._jobs.values()):

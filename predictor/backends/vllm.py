@@ -95,8 +95,10 @@ class VllmBackend:
         enforce_eager: bool = False,
         dtype: str = "auto",
         served_model_name: str = "model",
+        max_num_seqs: int = 256,
     ) -> None:
         self._model_path = model_path
+        self._max_num_seqs = max_num_seqs
         self._max_model_len = max_model_len
         self._gpu_memory_utilization = gpu_memory_utilization
         self._enforce_eager = enforce_eager
@@ -134,6 +136,7 @@ class VllmBackend:
             gpu_memory_utilization=self._gpu_memory_utilization,
             enforce_eager=self._enforce_eager,
             dtype=self._dtype,
+            max_num_seqs=self._max_num_seqs,
             # A model directory is untrusted input: no Python from the model
             # repository, and (with check_model_dir) no pickle weights.
             trust_remote_code=False,

@@ -19,6 +19,8 @@ class OpenAIError(Exception):
     status_code = 500
     error_type = "internal_error"
     code: str | None = None
+    # Seconds for a Retry-After header, for statuses a client should retry.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -73,13 +75,56 @@ class UnsupportedMediaType(OpenAIError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(OpenAIError):
+    """Admission is full; the client should retry after ``retry_after`` seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "too_many_requests"
+    retry_after = 1
+
+
 class ModelNotReady(OpenAIError):
     status_code = 503
     error_type = "service_unavailable"
     code = "model_not_ready"
+    retry_after = 5
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' is still loading; retry shortly")
+
+
+class ShuttingDown(OpenAIError):
+    """SIGTERM arrived: this replica takes no new work; another one (or a new pod) will."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "shutting_down"
+    retry_after = 1
+
+    def __init__(self) -> None:
+        super().__init__("This server is shutting down; retry the request")
+
+
+class EngineDead(OpenAIError):
+    """The engine failed; the process is exiting so Kubernetes restarts it."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "engine_dead"
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("The inference engine failed and is restarting; retry shortly")
+
+
+class RequestTimeout(OpenAIError):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"The request did not finish within this server's {timeout_s:g} s limit")
 
 
 class InternalError(OpenAIError):
@@ -89,5 +134,5 @@ class InternalError(OpenAIError):
 async def openai_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
     """FastAPI exception handler for ``OpenAIError``."""
     assert isinstance(exc, OpenAIError)
-    headers = {"Retry-After": "5"} if isinstance(exc, ModelNotReady) else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=headers)

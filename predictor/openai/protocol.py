@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from predictor.generation import GenerationParams
 from predictor.openai.errors import InvalidRequest
 
-MAX_STOP_SEQUENCES = 4
-
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
@@ -59,13 +57,6 @@ class _SamplingRequest(BaseModel):
     n: Annotated[int, Field(ge=1, le=1)] = 1
     logprobs: Any = None
     tools: Any = None
-
-    @field_validator("stop")
-    @classmethod
-    def _bounded_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
-        return value
 
     @field_validator("logprobs", "tools")
     @classmethod

@@ -69,13 +69,19 @@ class _EventStreamResponse(StreamingResponse):
     than a wrapper generator, keeps the per-token path one hop shorter.
     """
 
-    def __init__(self, events: AsyncIterator[bytes], abort: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        abort: Callable[[], Awaitable[None]],
+        release: Callable[[], None],
+    ) -> None:
         super().__init__(
             events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self._abort = abort
+        self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watcher = asyncio.create_task(_abort_when_disconnected(receive, self._abort))
@@ -86,6 +92,8 @@ class _EventStreamResponse(StreamingResponse):
             # A stream cut short leaves its generator suspended; close it now so
             # the engine stops instead of waiting for the garbage collector.
             await self.body_iterator.aclose()
+            # A generator that never started runs no finally of its own.
+            self._release()
 
 
 def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> APIRouter:
@@ -114,12 +122,13 @@ def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> A
             await service.abort(prepared.completion)
 
         if prepared.stream:
-            return _EventStreamResponse(stream_fn(prepared), abort)
+            return _EventStreamResponse(stream_fn(prepared), abort, prepared.release)
         watcher = asyncio.create_task(_abort_when_disconnected(request.receive, abort))
         try:
             return ORJSONResponse(await body_fn(prepared))
         finally:
             watcher.cancel()
+            prepared.release()
 
     async def chat_completions(request: Request) -> Response:
         prepared = await prepare(request, ChatCompletionRequest, serving.prepare_chat)

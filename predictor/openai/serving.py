@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 
+from predictor.admission import Ticket
 from predictor.backends.base import Prompt, SamplingOptions
 from predictor.generation import Completion, GenerationService, new_completion
-from predictor.openai.errors import InternalError, ModelNotFound
+from predictor.openai.errors import InternalError, ModelNotFound, OpenAIError
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest
 
 logger = logging.getLogger(__name__)
@@ -41,17 +42,30 @@ def usage_body(completion: Completion) -> dict[str, int]:
 
 
 class PreparedRequest:
-    """A request that passed every check: what to run and how to answer."""
+    """A request that passed every check and was admitted: what to run and how to answer.
+
+    Whoever answers it must call ``release`` when the response is over, even if
+    generation never started (a client can leave before the first byte).
+    """
 
     def __init__(
-        self, prompt: Prompt, options: SamplingOptions, stream: bool, include_usage: bool
+        self,
+        prompt: Prompt,
+        options: SamplingOptions,
+        stream: bool,
+        include_usage: bool,
+        ticket: Ticket,
     ) -> None:
         self.prompt = prompt
         self.options = options
         self.stream = stream
         self.include_usage = include_usage
+        self.ticket = ticket
         self.completion = new_completion(prompt)
         self.created = int(time.time())
+
+    def release(self) -> None:
+        self.ticket.release()
 
 
 class OpenAIServing:
@@ -69,14 +83,18 @@ class OpenAIServing:
         self.service.require_ready()
         prompt = await self.service.chat_prompt(request.message_dicts())
         options = self.service.sampling_options(prompt, request.generation_params())
-        return PreparedRequest(prompt, options, request.stream, request.include_usage)
+        return PreparedRequest(
+            prompt, options, request.stream, request.include_usage, self.service.admit()
+        )
 
     async def prepare_completion(self, request: CompletionRequest) -> PreparedRequest:
         self.check_model(request.model)
         self.service.require_ready()
         prompt = await self.service.text_prompt(request.prompt_text())
         options = self.service.sampling_options(prompt, request.generation_params())
-        return PreparedRequest(prompt, options, request.stream, request.include_usage)
+        return PreparedRequest(
+            prompt, options, request.stream, request.include_usage, self.service.admit()
+        )
 
     async def chat_body(self, prepared: PreparedRequest) -> dict[str, Any]:
         text = await self._run(prepared)
@@ -117,8 +135,10 @@ class OpenAIServing:
     async def _run(self, prepared: PreparedRequest) -> str:
         try:
             return await self.service.complete(
-                prepared.prompt, prepared.options, prepared.completion
+                prepared.prompt, prepared.options, prepared.completion, prepared.ticket
             )
+        except OpenAIError:
+            raise
         except Exception as exc:
             logger.exception("generation failed for request %s", prepared.completion.request_id)
             raise InternalError("the engine failed while generating; see server logs") from exc
@@ -166,12 +186,16 @@ class OpenAIServing:
         if first_choice is not None:
             yield chunk([first_choice])
         try:
-            deltas = self.service.stream(prepared.prompt, prepared.options, completion)
+            deltas = self.service.stream(
+                prepared.prompt, prepared.options, completion, prepared.ticket
+            )
             async with aclosing(deltas):
                 async for delta in deltas:
                     yield chunk([choice(delta.text, delta.finish_reason)])
-        except Exception:
+        except OpenAIError as exc:
             # Headers are sent already: report in-band, as vLLM does, then end.
+            yield sse_event(exc.body())
+        except Exception:
             logger.exception("generation failed for request %s", completion.request_id)
             yield sse_event(InternalError("the engine failed while generating").body())
         else:

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from predictor.backends.base import BackendKind
-from predictor.cli import add_settings_flags, settings_from_args
+from predictor.cli import add_settings_flags, build_serve_parser, settings_from_args
 from predictor.settings import Settings
 
 
@@ -62,3 +62,17 @@ def test_unknown_environment_keys_are_not_settings(monkeypatch: pytest.MonkeyPat
 def test_every_field_has_a_description_for_help():
     for name, field in Settings.model_fields.items():
         assert field.description, f"{name} has no description"
+
+
+def test_api_keys_come_from_the_environment_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    # A flag would put the key in the process list, readable by every user.
+    with pytest.raises(SystemExit):
+        build_serve_parser("kzero serve").parse_args(["--api_key", "sk-secret"])
+    assert "unrecognized arguments" in capsys.readouterr().err
+    monkeypatch.setenv("KZERO_API_KEY", "sk-secret")
+    settings = parse([])
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in repr(settings)

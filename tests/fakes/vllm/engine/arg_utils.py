@@ -18,3 +18,4 @@ class AsyncEngineArgs:
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.90
     enforce_eager: bool = False
+    max_num_seqs: int | None = None

@@ -1,0 +1,132 @@
+"""Optional API keys: only their SHA-256 hashes are kept, compared in constant time.
+
+With keys configured, every route needs ``Authorization: Bearer <key>`` except
+the open ones: health and readiness (kubelet and the Knative queue-proxy probe
+without credentials) and ``/metrics`` (Prometheus scrapes without them), each
+of which can be guarded too. Deny by default: a route KServe adds in a later
+release is guarded until someone decides otherwise.
+
+A pure ASGI middleware rather than a FastAPI dependency: it also covers KServe's
+own routes, and costs one dictionary lookup per request, not per token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from predictor.settings import Settings
+
+# KServe's v1 readiness (GET /v1/models/<name>, no ":predict") and the v2 health
+# routes. GET /v1/models, the OpenAI model list, is not one of them.
+_HEALTH_PATHS = re.compile(
+    r"^/$|^/v2/health/(live|ready)$|^/v1/models/[^/:]+$|^/v2/models/[^/]+/ready$"
+)
+_METRICS_PATH = "/metrics"
+
+_UNAUTHORIZED_BODY = orjson.dumps(
+    {
+        "error": {
+            "message": "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+)
+
+
+class ApiKeyConfigError(ValueError):
+    """The configured key file cannot be read or holds no key."""
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def configured_key_hashes(settings: Settings) -> tuple[bytes, ...]:
+    """Hashes of every key from ``api_key`` and ``api_key_file``; empty when auth is off."""
+    keys: list[str] = []
+    if settings.api_key is not None:
+        keys += [key.strip() for key in settings.api_key.get_secret_value().split(",")]
+    if settings.api_key_file is not None:
+        keys += _read_key_file(settings.api_key_file)
+    keys = [key for key in keys if key]
+    if (settings.api_key is not None or settings.api_key_file is not None) and not keys:
+        raise ApiKeyConfigError("API keys are configured but empty: refusing to serve unguarded")
+    # The keys themselves go out of scope here; only digests stay in memory.
+    return tuple(dict.fromkeys(hash_key(key) for key in keys))
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ApiKeyConfigError(f"cannot read the API key file {path}: {exc}") from None
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def key_matches(presented: str, hashes: Iterable[bytes]) -> bool:
+    """Constant time in the key and in which stored hash matches: no early exit."""
+    digest = hash_key(presented)
+    matched = False
+    for stored in hashes:
+        matched |= secrets.compare_digest(digest, stored)
+    return matched
+
+
+def bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+class ApiKeyMiddleware:
+    """Answers 401 with an OpenAI-style body unless the request carries a valid key."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        key_hashes: tuple[bytes, ...],
+        guard_health: bool,
+        guard_metrics: bool,
+    ) -> None:
+        self.app = app
+        self.key_hashes = key_hashes
+        self.guard_health = guard_health
+        self.guard_metrics = guard_metrics
+
+    def is_open(self, path: str) -> bool:
+        if path == _METRICS_PATH:
+            return not self.guard_metrics
+        return not self.guard_health and _HEALTH_PATHS.match(path) is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope)
+        if token is not None and key_matches(token, self.key_hashes):
+            await self.app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_UNAUTHORIZED_BODY)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})

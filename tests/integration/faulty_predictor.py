@@ -1,0 +1,58 @@
+"""The real predictor, with a decode failure injected into llama.cpp on demand.
+
+A real engine does not fail on cue, so this entry point runs the same server,
+backend and model, and wraps only the loaded ``Llama.detokenize``, which the
+decode loop calls once per token: once the file named by
+``KZERO_TEST_FAULT_FILE`` exists, the next call raises, as a failed
+``llama_decode`` would.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from predictor.cli import build_serve_parser, configure_logging, settings_from_args
+from predictor.server import build_model, run
+
+
+class FaultyBackend:
+    def __init__(self, inner: Any, fault_file: Path) -> None:
+        self._inner = inner
+        self._fault_file = fault_file
+
+    async def load(self) -> None:
+        await self._inner.load()
+        llama = self._inner._llama
+        detokenize = llama.detokenize
+
+        def faulty_detokenize(*args: Any, **kwargs: Any) -> bytes:
+            if self._fault_file.exists():
+                raise RuntimeError("injected fault: llama_decode returned -3")
+            return detokenize(*args, **kwargs)
+
+        llama.detokenize = faulty_detokenize
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def main() -> int:
+    args = build_serve_parser("faulty_predictor").parse_args(sys.argv[1:])
+    configure_logging()
+    model = build_model(settings_from_args(args))
+    model.service.backend = FaultyBackend(
+        model.service.backend, Path(os.environ["KZERO_TEST_FAULT_FILE"])
+    )
+    return run(
+        model,
+        http_port=args.http_port,
+        enable_grpc=args.enable_grpc,
+        event_loop=args.event_loop,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

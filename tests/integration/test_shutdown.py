@@ -1,0 +1,140 @@
+"""Graceful drain on SIGTERM and a non-zero exit when the engine dies, on real processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .server_process import PredictorProcess
+
+pytestmark = pytest.mark.integration
+
+NAME = "smollm2"
+CHAT = "/v1/chat/completions"
+
+
+def chat_body(max_tokens: int, *, stream: bool) -> dict[str, object]:
+    return {
+        "model": NAME,
+        "messages": [{"role": "user", "content": "Tell me a long story about the sea."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+    }
+
+
+class StreamReader(threading.Thread):
+    """Reads one SSE stream to its end on a thread; first_token is set on the first content."""
+
+    def __init__(self, url: str, max_tokens: int) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.max_tokens = max_tokens
+        self.first_token = threading.Event()
+        self.events: list[dict[str, object] | str] = []
+        self.status: int | None = None
+
+    def run(self) -> None:
+        with httpx.stream(
+            "POST", self.url + CHAT, json=chat_body(self.max_tokens, stream=True), timeout=120
+        ) as response:
+            self.status = response.status_code
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[len("data: ") :]
+                self.events.append(data if data == "[DONE]" else json.loads(data))
+                if len(self.events) >= 2:
+                    self.first_token.set()
+
+    def finish_reasons(self) -> list[object]:
+        return [
+            choice["finish_reason"]
+            for event in self.events
+            if isinstance(event, dict)
+            for choice in event.get("choices", [])  # type: ignore[attr-defined]
+            if choice["finish_reason"]
+        ]
+
+    def errors(self) -> list[dict[str, object]]:
+        return [e["error"] for e in self.events if isinstance(e, dict) and "error" in e]  # type: ignore[misc]
+
+
+def start(args: list[str], **kwargs: object) -> PredictorProcess:
+    server = PredictorProcess(["--model_name", NAME, *args], **kwargs)  # type: ignore[arg-type]
+    server.wait_ready(NAME)
+    return server
+
+
+def test_sigterm_stops_new_work_at_once_and_lets_the_stream_finish_then_exits_0():
+    server = start(["--drain_timeout_s", "60"])
+    try:
+        reader = StreamReader(server.url, max_tokens=120)
+        reader.start()
+        assert reader.first_token.wait(60), server.log()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # Still listening: readiness says no, and new work gets a retryable 503.
+        assert httpx.get(f"{server.url}/v1/models/{NAME}", timeout=10).status_code == 503
+        refused = httpx.post(server.url + CHAT, json=chat_body(4, stream=False), timeout=10)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "shutting_down"
+        assert refused.headers["retry-after"]
+        reader.join(120)
+        assert reader.status == 200
+        assert reader.errors() == []
+        assert reader.finish_reasons() == ["length"]
+        assert reader.events[-1] == "[DONE]"
+        assert server.wait_exit(60) == 0, server.log()
+    finally:
+        server.stop()
+
+
+def test_a_stream_outliving_the_drain_timeout_ends_with_a_503_error_event_and_exit_0():
+    server = start(["--drain_timeout_s", "1", "--max_tokens_cap", "4000"])
+    try:
+        reader = StreamReader(server.url, max_tokens=4000)
+        reader.start()
+        assert reader.first_token.wait(60), server.log()
+        server.process.send_signal(signal.SIGTERM)
+        reader.join(60)
+        assert not reader.is_alive()
+        assert [error["code"] for error in reader.errors()] == ["shutting_down"]
+        assert reader.finish_reasons() == []
+        assert server.wait_exit(60) == 0, server.log()
+    finally:
+        server.stop()
+
+
+def test_an_engine_failure_fails_requests_turns_health_false_and_exits_non_zero(tmp_path: Path):
+    fault = tmp_path / "fault"
+    script = [sys.executable, str(Path(__file__).with_name("faulty_predictor.py"))]
+    server = start([], script=script, env={"KZERO_TEST_FAULT_FILE": str(fault)})
+    try:
+        ok = httpx.post(server.url + CHAT, json=chat_body(4, stream=False), timeout=60)
+        assert ok.status_code == 200
+        reader = StreamReader(server.url, max_tokens=200)
+        reader.start()
+        assert reader.first_token.wait(60), server.log()
+        fault.touch()
+        reader.join(60)
+        assert not reader.is_alive()
+        assert [error["code"] for error in reader.errors()] == [None]
+        assert reader.events[-1] == "[DONE]"
+        # Whatever arrives afterwards is refused, never left hanging, until the exit.
+        try:
+            late = httpx.post(server.url + CHAT, json=chat_body(4, stream=False), timeout=30)
+            assert late.status_code == 503
+        except httpx.TransportError:
+            pass  # already gone
+        assert server.wait_exit(60) == 1, server.log()
+        assert "engine failed" in server.log()
+    finally:
+        server.stop()
