@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import sys
 import threading
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from predictor.default_model import default_model_path
 
 from .server_process import PredictorProcess
 
@@ -136,5 +139,25 @@ def test_an_engine_failure_fails_requests_turns_health_false_and_exits_non_zero(
             pass  # already gone
         assert server.wait_exit(60) == 1, server.log()
         assert "engine failed" in server.log()
+    finally:
+        server.stop()
+
+
+def test_a_model_llama_cpp_refuses_after_the_port_opened_exits_1_with_one_line(tmp_path: Path):
+    # A header kzero accepts but llama.cpp cannot load: an unknown architecture
+    # (the value of general.architecture, same length, so no offset moves).
+    value = struct.pack("<IQ", 8, len(b"llama")) + b"llama"
+    original = default_model_path().read_bytes()
+    marker = b"general.architecture" + value
+    assert original.count(marker) == 1
+    unknown = tmp_path / "unknown-arch.gguf"
+    unknown.write_bytes(original.replace(marker, marker[: -len(b"llama")] + b"zzzzz"))
+    server = PredictorProcess(["--model", str(unknown)])
+    try:
+        assert server.wait_exit() == 1, server.log()
+        errors = [line for line in server.log().splitlines() if " ERROR " in line]
+        assert len(errors) == 1, server.log()
+        assert "engine failed: cannot load the model" in errors[0]
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
