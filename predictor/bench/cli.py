@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(b) kzero over HTTP and (c) llama_cpp.server over HTTP, interleaved in one run. "
             "Prints medians over rounds and the ratios b/a and b/c."
         ),
-        epilog="'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, hot).",
+        epilog="'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, hot). "
+        "'kzero bench soak --help': concurrent streams for minutes; errors, memory, gauges.",
     )
     parser.add_argument(
         "--model",
@@ -228,6 +229,10 @@ def bench_main(argv: Sequence[str]) -> int:
         from predictor.bench.coldstart import coldstart_main
 
         return coldstart_main(argv[1:])
+    if argv and argv[0] == "soak":
+        from predictor.bench.soak import soak_main
+
+        return soak_main(argv[1:])
     args = build_parser().parse_args(list(argv))
     missing = missing_modules()
     if missing:
