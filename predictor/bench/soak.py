@@ -138,6 +138,9 @@ class SoakRun:
     metrics_after: dict[str, float] = field(default_factory=dict)
     idle_wait_s: float = 0.0
     server_exit: int | None = None
+    # 1-minute load averages when the load started and ended: on a shared
+    # machine, another process's llama.cpp explains a slow or "stuck" run.
+    loadavg: tuple[float, float] = (0.0, 0.0)
 
 
 # ---- the server process tree's memory, from /proc ----
@@ -424,6 +427,7 @@ class _Load:
 async def _drive(config: SoakConfig, server: ServerProcess) -> SoakRun:
     run = SoakRun()
     run.metrics_before = await asyncio.to_thread(scrape, server.url)
+    load_at_start = os.getloadavg()[0]
     # Connect fast; a read may wait behind the whole queue, so the per-request
     # deadline in stream_chat bounds it, and httpx's own read timeout sits just
     # past that deadline so that a stuck request is always reported as stuck.
@@ -437,6 +441,7 @@ async def _drive(config: SoakConfig, server: ServerProcess) -> SoakRun:
             *(load.worker(client) for _ in range(config.concurrency)),
         )
     run.load_s = load.elapsed()
+    run.loadavg = (load_at_start, os.getloadavg()[0])
     run.results, run.rss = load.results, load.rss
     # The last requests end after the sampler stops, so look again.
     run.server_exit = load.server_exit if load.server_exit is not None else server.process.poll()
@@ -565,6 +570,7 @@ def judge(config: SoakConfig, run: SoakRun) -> dict[str, Any]:
             "errors": errors,
         },
         "load_s": run.load_s,
+        "loadavg_start_end": list(run.loadavg),
         "completion_tokens": tokens,
         "tokens_per_s": tokens / run.load_s if run.load_s else 0.0,
         "requests_per_s": len(ok) / run.load_s if run.load_s else 0.0,
@@ -613,6 +619,8 @@ def format_summary(config: SoakConfig, summary: dict[str, Any], facts: dict[str,
         f"final {_mib(rss.get('final_bytes'))}, peak {_mib(rss.get('peak_bytes'))}, "
         f"idle after {_mib(rss.get('idle_bytes'))} (medians of {rss.get('window_samples', '-')} "
         f"samples every {config.sample_every_s:g} s)",
+        f"machine load average (1 min) at start/end: {summary['loadavg_start_end'][0]:.2f}"
+        f" / {summary['loadavg_start_end'][1]:.2f}",
         f"after warm-up, threads first/last {rss['threads_first_last']}, open fds first/last "
         f"{rss['open_fds_first_last']}",
         "",
