@@ -53,6 +53,11 @@ class Admission:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def resize(self, max_running: int) -> None:
+        """Set the running slots to the engine's parallelism, known once it has loaded."""
+        self.max_running = max_running
+        self._wake_next()
+
     @property
     def in_flight(self) -> int:
         """Admitted requests not yet released: running plus waiting."""

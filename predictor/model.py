@@ -85,6 +85,7 @@ class KzeroModel(Model):
         labels = (self.name, self.service.backend_name)
         COLD_START.labels("load", *labels).observe(load_s)
         info = backend.info
+        self.service.admission.resize(info.max_parallel)
         BACKEND_INFO.labels(
             info.backend, info.device, self.name, info.quantization, self.selection_reason
         ).set(1)

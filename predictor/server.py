@@ -39,9 +39,9 @@ def derive_model_name(path: Path) -> str:
     return re.sub(r"-\d{5}-of-\d{5}$", "", name)
 
 
-# Requests an engine decodes at once when --max_running_requests is not set:
-# llama.cpp runs one sequence per context; vLLM's default max_num_seqs is 256.
-ENGINE_CAPACITY = {BackendKind.LLAMACPP: 1, BackendKind.VLLM: 256}
+# vLLM's own default max_num_seqs, when --max_running_requests is not set. The
+# llama.cpp backend derives its default from the model and the CPU quota.
+VLLM_DEFAULT_MAX_NUM_SEQS = 256
 
 
 def create_backend(
@@ -49,7 +49,6 @@ def create_backend(
     location: ModelLocation,
     settings: Settings,
     model_name: str,
-    max_running: int,
 ) -> Backend:
     """The engine object for the choice; nothing heavy is imported or loaded yet."""
     if choice.kind is BackendKind.VLLM:
@@ -62,7 +61,7 @@ def create_backend(
             enforce_eager=settings.enforce_eager,
             dtype=settings.dtype,
             served_model_name=model_name,
-            max_num_seqs=max_running,
+            max_num_seqs=settings.max_running_requests or VLLM_DEFAULT_MAX_NUM_SEQS,
         )
     from predictor.backends.llamacpp import LlamaCppBackend
 
@@ -71,6 +70,7 @@ def create_backend(
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads or usable_cpu_count(),
         n_batch=settings.n_batch,
+        n_parallel=settings.max_running_requests,
     )
 
 
@@ -103,14 +103,14 @@ def build_model(settings: Settings) -> KzeroModel:
     )
 
     key_hashes = configured_key_hashes(settings)
-    max_running = settings.max_running_requests or ENGINE_CAPACITY[choice.kind]
-    backend = create_backend(choice, location, settings, model_name, max_running)
+    backend = create_backend(choice, location, settings, model_name)
     service = GenerationService(
         backend,
         backend_name=choice.kind.value,
         model_name=model_name,
         limits=request_limits(settings),
-        admission=Admission(max_running=max_running, max_queued=settings.max_queued_requests),
+        # Running slots follow the engine's parallelism once it is loaded.
+        admission=Admission(max_running=1, max_queued=settings.max_queued_requests),
     )
     app = kserve_model_server.app
     app.add_exception_handler(OpenAIError, openai_error_handler)

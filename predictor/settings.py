@@ -45,8 +45,9 @@ class Settings(BaseSettings):
         default=None,
         ge=16,
         description=(
-            "Context window in tokens. Default: the model's trained context, capped at "
-            "8192 so a long-context model does not reserve gigabytes of KV cache by surprise."
+            "Context window in tokens, per sequence on llama.cpp. Default: the model's trained "
+            "context, capped at 4096 on llama.cpp so a long-context model does not reserve "
+            "gigabytes of KV cache per sequence by surprise."
         ),
     )
     n_threads: int | None = Field(
@@ -82,9 +83,11 @@ class Settings(BaseSettings):
     max_running_requests: int | None = Field(
         default=None,
         ge=1,
-        description="Requests the engine works on at once; more wait in the queue. Default: "
-        "the engine's own capacity (1 for llama.cpp, which decodes one sequence at a time; "
-        "256 for vLLM, its max_num_seqs).",
+        le=1024,
+        description="Requests the engine decodes together; more wait in the queue. llama.cpp: "
+        "parallel sequences in one batched context (llama-server's --parallel), default two "
+        "per CPU up to 8, fewer if their KV cache would pass 1 GiB. vLLM: max_num_seqs, "
+        "default 256.",
     )
     max_queued_requests: int = Field(
         default=64,

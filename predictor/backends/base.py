@@ -79,6 +79,8 @@ class BackendInfo:
     model_path: str
     quantization: str
     context_length: int
+    # Requests the engine decodes at once: llama.cpp's sequences, vLLM's max_num_seqs.
+    max_parallel: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -144,6 +144,20 @@ class GGUFMetadata:
         return str(value) if value is not None else None
 
     @property
+    def kv_bytes_per_token(self) -> int | None:
+        """KV-cache bytes one token takes at f16 (llama.cpp's default), if the header says."""
+        arch = self.architecture
+        layers = self.values.get(f"{arch}.block_count")
+        heads = self.values.get(f"{arch}.attention.head_count")
+        kv_heads = self.values.get(f"{arch}.attention.head_count_kv", heads)
+        width = self.values.get(f"{arch}.embedding_length")
+        if not all(isinstance(v, int) and v > 0 for v in (layers, heads, kv_heads, width)):
+            return None
+        key_length = self.values.get(f"{arch}.attention.key_length", width // heads)
+        value_length = self.values.get(f"{arch}.attention.value_length", width // heads)
+        return int(layers * kv_heads * (key_length + value_length) * 2)
+
+    @property
     def quantization(self) -> str:
         file_type = self.values.get("general.file_type")
         if file_type is None:

@@ -1,31 +1,27 @@
-"""The CPU backend: llama.cpp through llama-cpp-python.
+"""The CPU backend: llama.cpp through llama-cpp-python's C bindings, batched.
 
-One ``Llama`` holds one context and is not thread-safe, so all decoding runs on
-one dedicated worker thread; requests wait in its FIFO queue and each runs to
-completion (never interrupted by a newer request, unlike ``llama_cpp.server``).
-The event loop never blocks: tokens travel from the worker to the request's
-``_Mailbox``, which wakes the event loop only when its consumer has drained
-everything before; tokens that arrive while the loop is busy go out together
-as one chunk. Cancellation is a flag the worker checks before every token, so
-a disconnected client stops decoding within one token.
+Concurrent requests decode together in one context (``llamacpp_engine``): each
+gets a sequence, requests join and leave between decode steps, and a running
+stream is never interrupted by a newer request (unlike ``llama_cpp.server``).
+The event loop never blocks: tokens travel from the decode thread to the
+request's ``_Mailbox``, which wakes the event loop only when its consumer has
+drained everything before; tokens that arrive while the loop is busy go out
+together as one chunk. Cancellation is a flag the decode loop checks before
+every step, so a disconnected client stops decoding within one token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import random
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from predictor.backends.base import (
-    BackendDeadError,
     BackendInfo,
     BackendLoadError,
+    FinishReason,
     GenerationChunk,
     OnStart,
     Prompt,
@@ -34,16 +30,19 @@ from predictor.backends.base import (
 )
 from predictor.backends.chat_template import ChatTemplate, ChatTemplateError
 from predictor.backends.gguf_metadata import GGUFError, GGUFMetadata, read_gguf_metadata
+from predictor.backends.llamacpp_engine import EngineConfig, LlamaEngine
 from predictor.backends.text_stream import StopTextStream
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
 
 logger = logging.getLogger(__name__)
 
-# A model trained for 128k tokens would otherwise reserve its full KV cache at
-# load; 8192 covers chat use and fits small pods. --n_ctx raises it.
-DEFAULT_CONTEXT_CAP = 8192
+# Per sequence: a model trained for 128k tokens would otherwise reserve its
+# full KV cache for every sequence at load. --n_ctx raises it.
+DEFAULT_CONTEXT_CAP = 4096
+# Default parallel sequences: two per CPU (decode is memory-bound, so a core
+# keeps up with more than one stream), at most 8, and no more than fit
+# DEFAULT_KV_BUDGET_BYTES of KV cache at the per-sequence context.
+MAX_DEFAULT_PARALLEL = 8
+DEFAULT_KV_BUDGET_BYTES = 1 << 30
 
 
 class _Started:
@@ -94,18 +93,46 @@ class _Mailbox:
             self._ready.clear()
 
 
-@dataclass
 class _Job:
-    """One request's state, shared between the event loop and the worker thread."""
+    """One request: the decode loop's ``Emit`` on one side, a mailbox on the other."""
 
-    prompt: Prompt
-    options: SamplingOptions
-    mailbox: _Mailbox
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, options: SamplingOptions, mailbox: _Mailbox) -> None:
+        self.mailbox = mailbox
+        self._text = StopTextStream(options.stop)
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    # Emit, called on the decode thread.
+    def started(self) -> None:
+        self.mailbox.post(_Started())
+
+    def token(self, piece: bytes, finish_reason: FinishReason | None) -> bool:
+        text = self._text
+        delta = text.feed(piece)
+        if text.stopped:
+            self.mailbox.post(GenerationChunk(text=delta, num_tokens=1, finish_reason="stop"))
+            return True
+        if finish_reason is not None:
+            delta += text.flush()
+        self.mailbox.post(GenerationChunk(text=delta, num_tokens=1, finish_reason=finish_reason))
+        return finish_reason is not None
+
+    def end_of_generation(self) -> None:
+        self.mailbox.post(
+            GenerationChunk(text=self._text.flush(), num_tokens=0, finish_reason="stop")
+        )
+
+    def failed(self, error: BaseException) -> None:
+        self.mailbox.post(error)
+
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
 
 def resolve_context_length(requested: int | None, trained: int | None) -> int:
-    """The context to allocate: the setting, else the trained length capped at 8192."""
+    """The context per sequence: the setting, else the trained length capped at 4096."""
     if requested is not None:
         return requested
     if trained is None:
@@ -113,35 +140,50 @@ def resolve_context_length(requested: int | None, trained: int | None) -> int:
     return min(trained, DEFAULT_CONTEXT_CAP)
 
 
+def default_parallel(cpus: int, context: int, kv_bytes_per_token: int | None) -> int:
+    """Sequences decoded together when --n_parallel is not set (see the constants above)."""
+    parallel = min(MAX_DEFAULT_PARALLEL, 2 * max(1, cpus))
+    if kv_bytes_per_token:
+        parallel = min(parallel, DEFAULT_KV_BUDGET_BYTES // (kv_bytes_per_token * context))
+    return max(1, parallel)
+
+
 class LlamaCppBackend:
     """Serves one GGUF model on the CPU."""
 
     def __init__(
-        self, model_path: str | Path, *, n_ctx: int | None, n_threads: int, n_batch: int
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int | None,
+        n_threads: int,
+        n_batch: int,
+        n_parallel: int | None,
     ) -> None:
         self._model_path = Path(model_path)
         self._requested_ctx = n_ctx
         self._n_threads = n_threads
         self._n_batch = n_batch
-        self._llama: Llama | None = None
+        self._requested_parallel = n_parallel
+        self._engine: LlamaEngine | None = None
         self._metadata: GGUFMetadata | None = None
         self._chat_template: ChatTemplate | None = None
         self._bos_text = ""
         self._info: BackendInfo | None = None
-        # One thread owns the Llama; its FIFO work queue is the request queue.
-        self._worker = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="llamacpp"
-        )
         self._jobs: dict[str, _Job] = {}
-        # The first decode failure. After it the context's state is unknown, so
-        # the engine counts as dead: health turns false and the process restarts.
-        self._failure: BaseException | None = None
 
     @property
     def info(self) -> BackendInfo:
         if self._info is None:
             raise RuntimeError("backend not loaded")
         return self._info
+
+    def parallel_for(self, metadata: GGUFMetadata) -> int:
+        """The sequences this backend decodes together for a model with ``metadata``."""
+        if self._requested_parallel is not None:
+            return self._requested_parallel
+        context = resolve_context_length(self._requested_ctx, metadata.context_length)
+        return default_parallel(self._n_threads, context, metadata.kv_bytes_per_token)
 
     async def load(self) -> None:
         try:
@@ -150,68 +192,56 @@ class LlamaCppBackend:
             raise BackendLoadError(f"model file not found: {self._model_path}") from exc
         except GGUFError as exc:
             raise BackendLoadError(f"cannot load {self._model_path}: {exc}") from exc
-        n_ctx = resolve_context_length(self._requested_ctx, self._metadata.context_length)
-        loop = asyncio.get_running_loop()
-        self._llama = await loop.run_in_executor(self._worker, self._open, n_ctx)
+        context = resolve_context_length(self._requested_ctx, self._metadata.context_length)
+        parallel = self.parallel_for(self._metadata)
+        config = EngineConfig(
+            n_parallel=parallel,
+            n_ctx_per_seq=context,
+            n_threads=self._n_threads,
+            # Room for every decoding sequence's token next to a prompt chunk.
+            n_batch=max(self._n_batch, parallel),
+        )
+        self._engine = await asyncio.to_thread(LlamaEngine, self._model_path, config)
         self._prepare_chat_template()
         self._info = BackendInfo(
             backend="llamacpp",
             device="cpu",
             model_path=str(self._model_path),
             quantization=self._metadata.quantization,
-            context_length=self._llama.n_ctx(),
+            context_length=self._engine.n_ctx_per_seq,
+            max_parallel=parallel,
             extra={"n_threads": self._n_threads, "architecture": self._metadata.architecture},
         )
 
-    def _open(self, n_ctx: int) -> Llama:
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise BackendLoadError(
-                "llama.cpp backend requested but llama-cpp-python is not installed: "
-                "pip install 'kzero[cpu]'"
-            ) from exc
-        try:
-            return Llama(
-                model_path=str(self._model_path),
-                n_ctx=n_ctx,
-                n_batch=min(self._n_batch, n_ctx),
-                n_threads=self._n_threads,
-                n_threads_batch=self._n_threads,
-                use_mmap=True,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise BackendLoadError(f"llama.cpp failed to load {self._model_path}: {exc}") from exc
-
     def _prepare_chat_template(self) -> None:
-        assert self._llama is not None and self._metadata is not None
-        bos_id, eos_id = self._llama.token_bos(), self._llama.token_eos()
-        self._bos_text = self._piece(bos_id) if bos_id >= 0 else ""
+        assert self._engine is not None and self._metadata is not None
+        engine = self._engine
+        bos_id, eos_id = engine.bos, engine.eos
+        self._bos_text = self._special_piece(bos_id) if bos_id >= 0 else ""
         source = self._metadata.chat_template
         if source is not None:
             self._chat_template = ChatTemplate(
                 source,
                 bos_token=self._bos_text,
-                eos_token=self._piece(eos_id) if eos_id >= 0 else "",
+                eos_token=self._special_piece(eos_id) if eos_id >= 0 else "",
             )
 
-    def _piece(self, token: int) -> str:
-        assert self._llama is not None
-        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+    def _special_piece(self, token: int) -> str:
+        assert self._engine is not None
+        return self._engine.piece(token, special=True).decode("utf-8", errors="replace")
 
     def tokenize(self, text: str) -> list[int]:
-        assert self._llama is not None
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        assert self._engine is not None
+        return self._engine.tokenize(text.encode("utf-8"), add_special=True, parse_special=True)
 
     def render_chat(self, messages: list[dict[str, str]]) -> Prompt:
         if self._chat_template is None:
             raise ChatTemplateError("this model has no chat template; use the completions endpoint")
         text = self._chat_template.render(messages)
-        assert self._llama is not None
+        assert self._engine is not None
         # Templates that write the BOS token themselves must not get a second one.
         add_bos = not (self._bos_text and text.startswith(self._bos_text))
-        ids = self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        ids = self._engine.tokenize(text.encode("utf-8"), add_special=add_bos, parse_special=True)
         return Prompt(text=text, token_ids=ids)
 
     async def generate(
@@ -221,9 +251,10 @@ class LlamaCppBackend:
         options: SamplingOptions,
         on_start: OnStart | None = None,
     ) -> AsyncIterator[GenerationChunk]:
-        job = _Job(prompt=prompt, options=options, mailbox=_Mailbox(asyncio.get_running_loop()))
+        assert self._engine is not None
+        job = _Job(options, _Mailbox(asyncio.get_running_loop()))
         self._jobs[request_id] = job
-        self._worker.submit(self._run, job)
+        self._engine.submit(prompt.token_ids, options, job)
         try:
             while True:
                 chunk = self._merge(await job.mailbox.take(), request_id, on_start)
@@ -233,18 +264,19 @@ class LlamaCppBackend:
                         return
         finally:
             # Reached on completion, on error and when the consumer closes us
-            # early (client gone): the worker sees the flag before its next token.
-            job.cancelled.set()
+            # early (client gone): the decode loop frees the sequence before
+            # its next step.
+            job.cancel()
             self._jobs.pop(request_id, None)
 
     @staticmethod
     def _merge(
         items: list[_Item], request_id: str, on_start: OnStart | None
     ) -> GenerationChunk | None:
-        """One chunk carrying every token in ``items``; raises what the worker raised."""
+        """One chunk carrying every token in ``items``; raises what the engine raised."""
         text: list[str] = []
         num_tokens = 0
-        finish_reason: str | None = None
+        finish_reason: FinishReason | None = None
         for item in items:
             if isinstance(item, _Started):
                 if on_start is not None:
@@ -263,74 +295,18 @@ class LlamaCppBackend:
             text="".join(text), num_tokens=num_tokens, finish_reason=finish_reason
         )
 
-    def _run(self, job: _Job) -> None:
-        """Decode one request on the worker thread."""
-        if job.cancelled.is_set():
-            return
-        if self._failure is not None:
-            job.mailbox.post(BackendDeadError(f"llama.cpp failed earlier: {self._failure}"))
-            return
-        job.mailbox.post(_Started())
-        try:
-            self._decode(job)
-        except Exception as exc:  # surfaced to the request, which answers 500
-            logger.exception("llama.cpp generation failed")
-            self._failure = exc
-            job.mailbox.post(exc)
-
-    def _decode(self, job: _Job) -> None:
-        import llama_cpp
-
-        llama = self._llama
-        assert llama is not None
-        options = job.options
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        # A fresh KV state per request: re-using a cached prefix would evaluate
-        # the prompt in different batch splits, which can change greedy output.
-        llama.reset()
-        llama.set_seed(options.seed if options.seed is not None else random.getrandbits(32))
-        text = StopTextStream(options.stop)
-        tokens = llama.generate(
-            job.prompt.token_ids,
-            # OpenAI semantics: only temperature and top_p shape the distribution.
-            top_k=0,
-            top_p=options.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=options.temperature,
-            repeat_penalty=1.0,
-        )
-        for generated, token in enumerate(tokens, start=1):
-            if job.cancelled.is_set():
-                return
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                job.mailbox.post(
-                    GenerationChunk(text=text.flush(), num_tokens=0, finish_reason="stop")
-                )
-                return
-            delta = text.feed(llama.detokenize([token]))
-            if text.stopped:
-                job.mailbox.post(GenerationChunk(text=delta, num_tokens=1, finish_reason="stop"))
-                return
-            if generated >= options.max_tokens:
-                delta += text.flush()
-                job.mailbox.post(GenerationChunk(text=delta, num_tokens=1, finish_reason="length"))
-                return
-            job.mailbox.post(GenerationChunk(text=delta, num_tokens=1))
-
     async def abort(self, request_id: str) -> None:
         job = self._jobs.get(request_id)
         if job is not None:
-            job.cancelled.set()
+            job.cancel()
             job.mailbox.post(_Aborted())
 
     async def healthy(self) -> bool:
-        return self._llama is not None and self._failure is None
+        return self._engine is not None and self._engine.failure is None
 
     async def shutdown(self) -> None:
         for job in list(self._jobs.values()):
-            job.cancelled.set()
-        self._worker.shutdown(wait=True, cancel_futures=True)
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+            job.cancel()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)

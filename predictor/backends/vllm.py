@@ -165,6 +165,7 @@ class VllmBackend:
             model_path=self._model_path,
             quantization=model_config.quantization or _dtype_name(model_config.dtype),
             context_length=model_config.max_model_len,
+            max_parallel=self._max_num_seqs,
             extra={
                 "vllm_version": vllm.__version__,
                 "served_model_name": self._served_model_name,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 
 
 class OpenAIError(Exception):
@@ -131,8 +132,14 @@ class InternalError(OpenAIError):
     """The engine failed on an accepted request; the message carries no internals."""
 
 
-async def openai_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
+async def openai_error_handler(request: Request, exc: Exception) -> Response:
     """FastAPI exception handler for ``OpenAIError``."""
     assert isinstance(exc, OpenAIError)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    # orjson directly: recent FastAPI releases deprecate ORJSONResponse and warn.
+    return Response(
+        orjson.dumps(exc.body()),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type="application/json",
+    )

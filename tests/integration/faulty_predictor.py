@@ -1,8 +1,8 @@
 """The real predictor, with a decode failure injected into llama.cpp on demand.
 
 A real engine does not fail on cue, so this entry point runs the same server,
-backend and model, and wraps only the loaded ``Llama.detokenize``, which the
-decode loop calls once per token: once the file named by
+backend and model, and wraps only the engine's ``piece`` (token to bytes),
+which the decode loop calls once per generated token: once the file named by
 ``KZERO_TEST_FAULT_FILE`` exists, the next call raises, as a failed
 ``llama_decode`` would.
 """
@@ -25,15 +25,15 @@ class FaultyBackend:
 
     async def load(self) -> None:
         await self._inner.load()
-        llama = self._inner._llama
-        detokenize = llama.detokenize
+        engine = self._inner._engine
+        piece = engine.piece
 
-        def faulty_detokenize(*args: Any, **kwargs: Any) -> bytes:
+        def faulty_piece(*args: Any, **kwargs: Any) -> bytes:
             if self._fault_file.exists():
                 raise RuntimeError("injected fault: llama_decode returned -3")
-            return detokenize(*args, **kwargs)
+            return piece(*args, **kwargs)
 
-        llama.detokenize = faulty_detokenize
+        engine.piece = faulty_piece
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -46,6 +46,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorProce
             NAME,
             "--api_key_file",
             str(key_file),
+            "--max_running_requests",
+            "1",
             "--max_queued_requests",
             "0",
             "--max_prompt_tokens",

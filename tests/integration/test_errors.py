@@ -109,16 +109,16 @@ def test_bad_request_gets_its_status_and_an_openai_error_body(
 def test_max_tokens_that_overflows_the_context_is_context_length_exceeded(
     predictor: PredictorProcess,
 ):
-    # ~6000 prompt tokens + 2048 (the cap) > 8192: within the cap, beyond the context.
+    # ~3000 prompt tokens + 2048 (the cap) > 4096: within the cap, beyond the context.
     response = httpx.post(
         f"{predictor.url}/v1/completions",
-        json={"model": MODEL_NAME, "prompt": "hi " * 6500, "max_tokens": 2048},
+        json={"model": MODEL_NAME, "prompt": "hi " * 3000, "max_tokens": 2048},
         timeout=60,
     )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "context_length_exceeded"
-    assert "8192" in error["message"]
+    assert "4096" in error["message"]
 
 
 def test_max_tokens_over_the_cap_names_the_cap(predictor: PredictorProcess):
