@@ -30,13 +30,14 @@ def test_short_soak_is_clean_and_reports_every_criterion(tmp_path: Path):
             "--duration", "20", "--concurrency", "4", "--warmup", "5",
             "--sample-every", "1", "--max-tokens", "16", "--json", str(raw_json),
             # Generous: on a shared 2-core machine another suite's llama.cpp can
-            # slow decoding thirtyfold, and a slow queue is not a stuck request.
-            "--request-timeout", "120",
+            # slow decoding a hundredfold (0.3 tok/s seen), and a slow queue is
+            # not a stuck request. On a quiet machine each request takes ~1 s.
+            "--request-timeout", "240",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         check=False,
     )  # fmt: skip
     output = result.stdout + result.stderr
