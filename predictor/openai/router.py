@@ -24,6 +24,12 @@ from predictor.openai.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from predictor.openai.openapi import (
+    chat_operation,
+    completion_operation,
+    document_answering_routes,
+    models_operation,
+)
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from predictor.openai.serving import OpenAIServing, PreparedRequest
 
@@ -156,9 +162,24 @@ def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> A
             "models": [service.model_name],
         }
 
-    router = APIRouter()
+    # The OpenAPI declarations (openapi.py) are read when /openapi.json is built;
+    # they add nothing to the request path. response_model=None: list_models'
+    # dict goes out as is, and ModelList documents it.
+    router = APIRouter(lifespan=document_answering_routes)
+    chat_docs = chat_operation(service.model_name)
+    completion_docs = completion_operation(service.model_name)
     for prefix in API_PREFIXES:
-        router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
-        router.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
-        router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+        router.add_api_route(
+            f"{prefix}/chat/completions", chat_completions, methods=["POST"], **chat_docs
+        )
+        router.add_api_route(
+            f"{prefix}/completions", completions, methods=["POST"], **completion_docs
+        )
+        router.add_api_route(
+            f"{prefix}/models",
+            list_models,
+            methods=["GET"],
+            response_model=None,
+            **models_operation(),
+        )
     return router
