@@ -172,9 +172,14 @@ class GenerationService:
     async def text_prompt(self, text: str) -> Prompt:
         self.require_ready()
         ids = await asyncio.to_thread(self.backend.tokenize, text)
+        if not ids:
+            # Nothing to condition on: the engine would be asked to decode an empty batch.
+            raise InvalidRequest("prompt must not be empty", param="prompt")
         return Prompt(text=text, token_ids=ids)
 
-    def sampling_options(self, prompt: Prompt, params: GenerationParams) -> SamplingOptions:
+    def sampling_options(
+        self, prompt: Prompt, params: GenerationParams, *, prompt_field: str = "messages"
+    ) -> SamplingOptions:
         """Check the request against the limits; resolve max_tokens against the context window.
 
         Like the OpenAI API: a prompt that leaves no room, or an explicit
@@ -188,7 +193,7 @@ class GenerationService:
             raise InvalidRequest(
                 f"the prompt is {prompt_tokens} tokens, above this server's limit of "
                 f"{limits.max_prompt_tokens}",
-                param="messages",
+                param=prompt_field,
             )
         if params.max_tokens is not None and params.max_tokens > limits.max_tokens_cap:
             raise InvalidRequest(
@@ -202,7 +207,8 @@ class GenerationService:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {context} tokens. However, you "
                 f"requested {prompt_tokens + asked} tokens ({prompt_tokens} in the prompt, "
-                f"{asked} for the completion). Please reduce the prompt or max_tokens."
+                f"{asked} for the completion). Please reduce the prompt or max_tokens.",
+                param=prompt_field,
             )
         if params.max_tokens is None:
             max_tokens = min(room, limits.max_tokens_cap)

@@ -176,7 +176,8 @@ class KzeroModel(Model):
             text = parse_request(CompletionRequest, request)
             prompt = await self.service.text_prompt(text.prompt_text())
             params = text.generation_params()
-        options: SamplingOptions = self.service.sampling_options(prompt, params)
+        field = "messages" if "messages" in instance else "prompt"
+        options: SamplingOptions = self.service.sampling_options(prompt, params, prompt_field=field)
         completion = new_completion(prompt)
         ticket = self.service.admit()
         try:

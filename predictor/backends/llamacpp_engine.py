@@ -224,6 +224,10 @@ class LlamaEngine:
     # ---- requests (any thread) -----------------------------------------
 
     def submit(self, prompt: list[int], options: SamplingOptions, emit: Emit) -> None:
+        if not prompt:
+            # llama_decode refuses an empty batch; that is this request's fault, not the engine's.
+            emit.failed(ValueError("an empty prompt cannot be decoded"))
+            return
         with self._lock:
             if self.failure is not None:
                 emit.failed(BackendDeadError(f"llama.cpp failed earlier: {self.failure}"))

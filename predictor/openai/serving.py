@@ -91,7 +91,9 @@ class OpenAIServing:
         self.check_model(request.model)
         self.service.require_ready()
         prompt = await self.service.text_prompt(request.prompt_text())
-        options = self.service.sampling_options(prompt, request.generation_params())
+        options = self.service.sampling_options(
+            prompt, request.generation_params(), prompt_field="prompt"
+        )
         return PreparedRequest(
             prompt, options, request.stream, request.include_usage, self.service.admit()
         )
