@@ -656,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kzero bench soak",
         description="Start kzero serve on loopback and keep N streaming chat completions in "
         "flight for a while. Fails (exit 1) on any error or stuck request, resident memory "
-        "growing 5%% or more after warm-up, request gauges not back to 0, or counters that "
+        "growing 5% or more after warm-up, request gauges not back to 0, or counters that "
         "disagree with the client.",
     )
     parser.add_argument(
