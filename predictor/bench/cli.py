@@ -1,4 +1,4 @@
-"""``kzero bench``: arguments, the three setups' lifetimes, and the printed report.
+"""``kzero bench``: arguments, the four setups' lifetimes, and the printed report.
 
 Servers are child processes that are always stopped on the way out (SIGTERM,
 then SIGKILL), including when the bench itself is interrupted or terminated.
@@ -11,35 +11,75 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 
 import httpx
 
-from predictor.bench.facts import machine_facts
+from predictor.bench.ceiling import (
+    DEFAULT_ARRAY_MIB,
+    DEFAULT_REPEATS,
+    Bandwidth,
+    ceiling_rows,
+    format_ceiling,
+    measure_copy_bandwidth,
+    model_step_bytes,
+)
+from predictor.bench.facts import llama_cpp_system_info, machine_facts
 from predictor.bench.http_client import HttpCompletionSetup
+from predictor.bench.llama_server import (
+    BUILD_INFO,
+    LlamaServerMissing,
+    build_llama_server,
+    cached_binary,
+    installed_version,
+    llama_server_version,
+    locate_llama_server,
+)
 from predictor.bench.raw import RawLlamaSetup
-from predictor.bench.report import format_ratios, format_table, notes, ratios, summarize, to_json
-from predictor.bench.runner import measure
+from predictor.bench.report import (
+    format_ratios,
+    format_scaling,
+    format_table,
+    format_targets,
+    notes,
+    ratios,
+    scaling,
+    summarize,
+    targets,
+    to_json,
+)
+from predictor.bench.runner import Setup, measure
 from predictor.bench.samples import BatchSample
-from predictor.bench.servers import SERVED_NAME, start_kzero, start_llama_cpp_server
+from predictor.bench.servers import (
+    SERVED_NAME,
+    ServerProcess,
+    start_kzero,
+    start_llama_cpp_server,
+    start_llama_server,
+)
 from predictor.bench.workload import Workload
 from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
 
 # Setup (a) imports llama_cpp; setup (c) runs llama_cpp.server, whose extra
-# dependencies (llama-cpp-python[server]) are these.
+# dependencies (llama-cpp-python[server]) are these. Setup (d) is a binary.
 REQUIRED_MODULES = ("llama_cpp", "sse_starlette", "starlette_context")
 
 SETUP_NAMES = {
     "a": "a raw llama-cpp-python",
     "b": "b kzero",
     "c": "c llama_cpp.server",
+    "d": "d llama-server (C++)",
 }
+# Setups that decode their concurrent requests together, one step for all.
+BATCHING_SETUPS = ("b", "d")
 
 
 def _concurrency_levels(text: str) -> tuple[int, ...]:
@@ -50,6 +90,16 @@ def _concurrency_levels(text: str) -> tuple[int, ...]:
     if not levels or any(level < 1 for level in levels):
         raise argparse.ArgumentTypeError("concurrency levels must be positive")
     return levels
+
+
+def _setups(text: str) -> tuple[str, ...]:
+    keys = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [key for key in keys if key not in SETUP_NAMES]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected setups among {','.join(SETUP_NAMES)}, got '{text}'"
+        )
+    return tuple(key for key in SETUP_NAMES if key in keys)
 
 
 def _positive(text: str) -> int:
@@ -63,18 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kzero bench",
         description=(
-            "Measure tokens/s and time to first token of (a) llama-cpp-python in-process, "
-            "(b) kzero over HTTP and (c) llama_cpp.server over HTTP, interleaved in one run. "
-            "Prints medians over rounds and the ratios b/a and b/c."
+            "Measure tokens/s, time to first token and inter-token latency of (a) llama-cpp-python "
+            "in-process, (b) kzero, (c) llama_cpp.server and (d) llama.cpp's C++ llama-server "
+            "over HTTP, interleaved in one run, with the memory-bandwidth ceiling. Prints medians "
+            "over rounds, kzero's ratios to each peer and issue 7's targets."
         ),
-        epilog="'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, hot). "
-        "'kzero bench soak --help': concurrent streams for minutes; errors, memory, gauges.",
+        epilog="'kzero bench build-llama-server': build setup d once (about 10 minutes on 2 "
+        "cores). 'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, "
+        "hot). 'kzero bench soak --help': concurrent streams for minutes; errors, memory, gauges.",
     )
     parser.add_argument(
         "--model",
         type=Path,
         default=None,
-        help="GGUF file all three setups load. Default: the bundled SmolLM2-135M-Instruct.",
+        help="GGUF file every setup loads. Default: the bundled SmolLM2-135M-Instruct.",
+    )
+    parser.add_argument(
+        "--setups",
+        type=_setups,
+        default=tuple(SETUP_NAMES),
+        help="Comma-separated setups to measure, among a,b,c,d. Default: a,b,c,d.",
     )
     parser.add_argument(
         "--rounds",
@@ -85,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrency",
         type=_concurrency_levels,
-        default=(1, 4),
-        help="Comma-separated numbers of requests sent at once. Default: 1,4.",
+        default=(1, 4, 8),
+        help="Comma-separated numbers of requests sent at once. Default: 1,4,8.",
     )
     parser.add_argument(
         "--max_tokens",
@@ -106,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n_ctx",
         type=_positive,
-        default=1024,
-        help="Context window for every setup. Default: 1024.",
+        default=2048,
+        help="Context window per sequence for every setup. Default: 2048.",
     )
     parser.add_argument(
         "--n_batch",
@@ -116,10 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="Prompt batch size for every setup. Default: 512.",
     )
     parser.add_argument(
+        "--parallel",
+        type=_positive,
+        default=None,
+        help=(
+            "Sequences kzero (--max_running_requests) and llama-server (--parallel) decode "
+            "together. Default: the highest concurrency level."
+        ),
+    )
+    parser.add_argument(
+        "--llama_server",
+        type=Path,
+        default=None,
+        help="llama-server binary for setup d. Default: the cached build "
+        "(~/.cache/kzero/llama-server/<llama-cpp-python version>/llama-server).",
+    )
+    parser.add_argument(
+        "--build-llama-server",
+        action="store_true",
+        help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
+    )
+    parser.add_argument(
+        "--bandwidth_mib",
+        type=_positive,
+        default=DEFAULT_ARRAY_MIB,
+        help=f"Size of each array of the bandwidth copy, in MiB. Default: {DEFAULT_ARRAY_MIB}.",
+    )
+    parser.add_argument(
         "--ready_timeout",
         type=float,
         default=300.0,
-        help="Seconds to wait for both servers to load the model. Default: 300.",
+        help="Seconds to wait for the servers to load the model. Default: 300.",
     )
     parser.add_argument(
         "--batch_timeout",
@@ -145,6 +230,7 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         max_tokens=args.max_tokens,
         rounds=args.rounds,
         concurrency=args.concurrency,
+        n_parallel=args.parallel or max(args.concurrency),
     )
 
 
@@ -157,12 +243,12 @@ def _progress(message: str) -> None:
 
 
 async def _measure_all(
-    workload: Workload, raw: RawLlamaSetup, urls: dict[str, str], batch_timeout_s: float
+    workload: Workload, raw: RawLlamaSetup | None, urls: dict[str, str], batch_timeout_s: float
 ) -> list[BatchSample]:
     timeout = httpx.Timeout(batch_timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=max(workload.concurrency) + 1)
     async with contextlib.AsyncExitStack() as stack:
-        setups = [raw]
+        setups: list[Setup] = [raw] if raw is not None else []
         for key, url in urls.items():
             client = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=timeout, limits=limits)
@@ -172,27 +258,66 @@ async def _measure_all(
                     key, client, base_url=url, model=SERVED_NAME, batch_timeout_s=batch_timeout_s
                 )
             )
+        setups.sort(key=lambda setup: setup.key)
         return await measure(workload, setups, _progress)
 
 
+@dataclass
+class RunResult:
+    samples: list[BatchSample]
+    bandwidth: list[Bandwidth]
+    commands: dict[str, list[str]]
+
+
+def _bandwidth(workload: Workload, array_mib: int, when: str) -> Bandwidth:
+    result = measure_copy_bandwidth(workload.n_threads, array_mib, DEFAULT_REPEATS)
+    _progress(
+        f"copy bandwidth {when}: best {result.best / 1e9:.2f} GB/s, "
+        f"median {result.median / 1e9:.2f} GB/s ({result.threads} threads)"
+    )
+    return result
+
+
 def run_setups(
-    workload: Workload, ready_timeout_s: float, batch_timeout_s: float
-) -> list[BatchSample]:
-    """Start (b) and (c), load (a), measure, and stop everything on the way out."""
+    workload: Workload,
+    setups: Sequence[str],
+    llama_server: Path | None,
+    ready_timeout_s: float,
+    batch_timeout_s: float,
+    bandwidth_mib: int = DEFAULT_ARRAY_MIB,
+) -> RunResult:
+    """Measure the copy bandwidth, start the servers, load (a), measure, measure the
+    bandwidth again while the servers idle, and stop everything on the way out."""
+    bandwidth = [_bandwidth(workload, bandwidth_mib, "before the servers start")]
     with contextlib.ExitStack() as stack:
-        _progress("starting kzero and llama_cpp.server")
-        kzero = start_kzero(workload)
-        stack.callback(kzero.stop)
-        llama_server = start_llama_cpp_server(workload)
-        stack.callback(llama_server.stop)
-        raw = RawLlamaSetup(workload)
-        stack.callback(raw.close)
+        _progress(f"starting setups {','.join(setups)}")
+        servers: dict[str, ServerProcess] = {}
+        if "b" in setups:
+            servers["b"] = start_kzero(workload)
+            stack.callback(servers["b"].stop)
+        if "c" in setups:
+            servers["c"] = start_llama_cpp_server(workload)
+            stack.callback(servers["c"].stop)
+        if "d" in setups:
+            assert llama_server is not None, "setup d needs a llama-server binary"
+            servers["d"] = start_llama_server(llama_server, workload)
+            stack.callback(servers["d"].stop)
+        raw = None
+        if "a" in setups:
+            raw = RawLlamaSetup(workload)
+            stack.callback(raw.close)
         deadline = time.monotonic() + ready_timeout_s
-        kzero.wait_ready(deadline)
-        llama_server.wait_ready(deadline)
-        _progress("all three setups loaded; warming up")
-        urls = {"b": kzero.url, "c": llama_server.url}
-        return asyncio.run(_measure_all(workload, raw, urls, batch_timeout_s))
+        for server in servers.values():
+            server.wait_ready(deadline)
+        _progress("all setups loaded; warming up")
+        urls = {key: server.url for key, server in servers.items()}
+        samples = asyncio.run(_measure_all(workload, raw, urls, batch_timeout_s))
+        bandwidth.append(_bandwidth(workload, bandwidth_mib, "after the rounds, servers idle"))
+        return RunResult(
+            samples=samples,
+            bandwidth=bandwidth,
+            commands={key: server.command for key, server in servers.items()},
+        )
 
 
 @contextlib.contextmanager
@@ -209,18 +334,51 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _header(workload: Workload, facts: dict[str, str | int]) -> str:
+def _header(workload: Workload, setups: Sequence[str], facts: dict[str, str | int]) -> str:
     return "\n".join(
         [
             f"kzero bench  {facts['date_utc']}",
             f"machine: nproc {facts['nproc']}, usable CPUs {facts['usable_cpus']}, {facts['cpu_model']}",
             f"model: {workload.model_path.name}  threads {workload.n_threads}  n_ctx {workload.n_ctx}"
-            f"  n_batch {workload.n_batch}  max_tokens {workload.max_tokens}  temperature 0",
+            f" per sequence  n_batch {workload.n_batch}  max_tokens {workload.max_tokens}"
+            "  temperature 0",
             f"rounds {workload.rounds}, concurrency {','.join(map(str, workload.concurrency))}, "
-            "setups interleaved a, b, c in every round",
-            *(f"  {name}" for name in SETUP_NAMES.values()),
+            f"setups interleaved {', '.join(setups)} in every round; kzero and llama-server "
+            f"decode up to {workload.n_parallel} sequences together",
+            *(f"  {SETUP_NAMES[key]}" for key in setups),
         ]
     )
+
+
+def _format_commands(commands: dict[str, list[str]]) -> str:
+    return "\n".join(
+        f"command {SETUP_NAMES[key]}: {shlex.join(command)}" for key, command in commands.items()
+    )
+
+
+def build_llama_server_main(argv: Sequence[str]) -> int:
+    """``kzero bench build-llama-server``: build setup d's binary once, into the cache."""
+    parser = argparse.ArgumentParser(
+        prog="kzero bench build-llama-server",
+        description="Build llama.cpp's llama-server from the llama.cpp sources in the "
+        "llama-cpp-python sdist of the installed version (pip download; cmake, Release, "
+        "native CPU features without AMX), into ~/.cache/kzero/llama-server/<version>/. "
+        "About 10 minutes on 2 cores; a cached build is reused.",
+    )
+    parser.add_argument("--jobs", type=_positive, default=None, help="Build jobs. Default: CPUs.")
+    args = parser.parse_args(list(argv))
+    version = installed_version()
+    cached = cached_binary(version)
+    if cached.is_file():
+        print(f"llama-server for llama-cpp-python {version} already built: {cached}")
+        return 0
+    try:
+        built = build_llama_server(version, args.jobs or usable_cpu_count(), _progress)
+    except RuntimeError as exc:
+        print(f"kzero bench build-llama-server: {exc}", file=sys.stderr)
+        return 1
+    print(built)
+    return 0
 
 
 def bench_main(argv: Sequence[str]) -> int:
@@ -233,6 +391,8 @@ def bench_main(argv: Sequence[str]) -> int:
         from predictor.bench.soak import soak_main
 
         return soak_main(argv[1:])
+    if argv and argv[0] == "build-llama-server":
+        return build_llama_server_main(argv[1:])
     args = build_parser().parse_args(list(argv))
     missing = missing_modules()
     if missing:
@@ -242,31 +402,85 @@ def bench_main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    setups: tuple[str, ...] = args.setups
     try:
         workload = workload_from_args(args)
-    except (DefaultModelMissing, FileNotFoundError, ValueError) as exc:
+        llama_server = None
+        if "d" in setups:
+            llama_server = locate_llama_server(
+                args.llama_server, args.build_llama_server, usable_cpu_count(), _progress
+            )
+    except (DefaultModelMissing, FileNotFoundError, ValueError, LlamaServerMissing) as exc:
         print(f"kzero bench: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # the build failed
+        print(f"kzero bench: {exc}", file=sys.stderr)
+        return 1
     facts = machine_facts()
-    print(_header(workload, facts), flush=True)
+    facts["llama_cpp_system_info"] = llama_cpp_system_info()
+    if llama_server is not None:
+        facts["llama_server"] = str(llama_server)
+        facts["llama_server_version"] = llama_server_version(llama_server)
+        build_info = llama_server.parent / BUILD_INFO
+        if build_info.is_file():
+            facts["llama_server_build"] = build_info.read_text()
+    print(_header(workload, setups, facts), flush=True)
     try:
         with _sigterm_as_exit():
-            samples = run_setups(workload, args.ready_timeout, args.batch_timeout)
+            result = run_setups(
+                workload,
+                setups,
+                llama_server,
+                args.ready_timeout,
+                args.batch_timeout,
+                args.bandwidth_mib,
+            )
     except (RuntimeError, TimeoutError) as exc:
         print(f"kzero bench: {exc}", file=sys.stderr)
         return 1
+    samples = result.samples
     summaries = summarize(samples)
     ratio_items = ratios(summaries, samples)
+    scaling_items = scaling(summaries, samples)
+    target_items = targets(ratio_items)
+    step = model_step_bytes(workload.model_path)
+    bandwidth = max(result.bandwidth, key=lambda b: b.best)
+    ceiling = ceiling_rows(
+        {(s.setup, s.concurrency): s.tokens_per_s for s in summaries},
+        BATCHING_SETUPS,
+        step.weights,
+        bandwidth.best,
+    )
+    print()
+    print(_format_commands(result.commands))
     print()
     print(format_table(summaries, SETUP_NAMES))
     print()
     print(format_ratios(ratio_items))
+    if scaling_items:
+        print(format_scaling(scaling_items, SETUP_NAMES))
+    if target_items:
+        print()
+        print(format_targets(target_items))
     print()
-    print("\n".join(f"note: {line}" for line in notes(workload.concurrency)))
+    print(format_ceiling(result.bandwidth, step, ceiling, SETUP_NAMES))
+    print()
+    print("\n".join(f"note: {line}" for line in notes(workload.concurrency, setups)))
     if args.json is not None:
         payload = {
             "command": ["kzero", "bench", *argv],
-            **to_json(facts, samples, summaries, ratio_items),
+            **to_json(
+                facts,
+                samples,
+                summaries,
+                ratio_items,
+                scaling=[asdict(item) for item in scaling_items],
+                targets=[{**asdict(t), "verdict": t.verdict} for t in target_items],
+                server_commands=result.commands,
+                bandwidth=[asdict(b) for b in result.bandwidth],
+                step_bytes=asdict(step),
+                ceiling=[asdict(row) for row in ceiling],
+            ),
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0

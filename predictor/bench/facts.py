@@ -32,6 +32,14 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
+def llama_cpp_system_info() -> str:
+    """The CPU features ggml uses in llama-cpp-python (setups a to c); llama-server is
+    built from the same sources with the same flags on the machine that runs it."""
+    import llama_cpp
+
+    return bytes(llama_cpp.llama_print_system_info()).decode(errors="replace").strip()
+
+
 def machine_facts() -> dict[str, str | int]:
     return {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
-"""Setups (b) and (c): streamed OpenAI text completions over HTTP.
+"""Setups (b), (c) and (d): streamed OpenAI text completions over HTTP.
 
-Both servers get byte-for-byte the same request, and their Server-Sent Events
+Every server gets byte-for-byte the same request, and their Server-Sent Events
 are read the same way, so any difference in the figures is the server's.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -29,6 +29,8 @@ class _StreamState:
     started: float
     ttft_s: float | None = None
     text_chunks: int = 0
+    last_text_at: float | None = None
+    gaps_s: list[float] = field(default_factory=list)
     usage_tokens: int | None = None
     finish_reason: str | None = None
     done: bool = False
@@ -37,7 +39,9 @@ class _StreamState:
     def sample(self) -> RequestSample:
         tokens = self.usage_tokens if self.usage_tokens is not None else self.text_chunks
         completed = self.done and self.finish_reason is not None and self.error is None
-        return RequestSample(self.ttft_s, tokens, self.text_chunks, completed, self.error)
+        return RequestSample(
+            self.ttft_s, tokens, self.text_chunks, completed, self.error, tuple(self.gaps_s)
+        )
 
     def feed(self, payload: str) -> None:
         """Account for one ``data:`` payload."""
@@ -55,9 +59,14 @@ class _StreamState:
         if not choices:
             return
         if choices[0].get("text"):
+            now = time.perf_counter()
             self.text_chunks += 1
             if self.ttft_s is None:
-                self.ttft_s = time.perf_counter() - self.started
+                self.ttft_s = now - self.started
+            else:
+                assert self.last_text_at is not None
+                self.gaps_s.append(now - self.last_text_at)
+            self.last_text_at = now
         if choices[0].get("finish_reason") is not None:
             self.finish_reason = choices[0]["finish_reason"]
 
@@ -99,8 +108,11 @@ class HttpCompletionSetup:
             # Exact token counts where the server supports it; otherwise text chunks count.
             "stream_options": {"include_usage": True},
             # Not OpenAI: llama_cpp.server defaults to 1.1, which changes the greedy
-            # tokens; 1.0 (off) is what (a) and kzero use. kzero ignores the field.
+            # tokens; 1.0 (off) is what (a), kzero and llama-server use. kzero ignores it.
             "repeat_penalty": 1.0,
+            # Not OpenAI: llama-server would reuse the KV of the slot's previous
+            # prompt (it also runs with --no-cache-prompt). The others ignore it.
+            "cache_prompt": False,
         }
         state = _StreamState(started=started)
         try:

@@ -62,14 +62,22 @@ class RawLlamaSetup:
         ttft_s: float | None = None
         text_chunks = 0
         finish_reason: str | None = None
+        gaps_s: list[float] = []
+        last_text_at = 0.0
         chunks = self._llm.create_completion(
             prompt, max_tokens=max_tokens, temperature=0, stream=True
         )
         for chunk in chunks:  # bounded: llama.cpp stops at max_tokens
             choice = chunk["choices"][0]
             if choice["text"]:
+                now = time.perf_counter()
                 text_chunks += 1
                 if ttft_s is None:
-                    ttft_s = time.perf_counter() - started
+                    ttft_s = now - started
+                else:
+                    gaps_s.append(now - last_text_at)
+                last_text_at = now
             finish_reason = choice["finish_reason"] or finish_reason
-        return RequestSample(ttft_s, text_chunks, text_chunks, finish_reason is not None)
+        return RequestSample(
+            ttft_s, text_chunks, text_chunks, finish_reason is not None, None, tuple(gaps_s)
+        )

@@ -19,6 +19,9 @@ class RequestSample:
     text_chunks: int
     completed: bool
     error: str | None = None
+    # Seconds between consecutive text events of this request: its inter-token
+    # latencies when every event carries one token (tokens == text_chunks).
+    gaps_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Setups (b) and (c) as child processes on free loopback ports.
+"""Setups (b), (c) and (d) as child processes on free loopback ports.
 
-Both servers load the same GGUF with the same threads, context and batch size.
-Each child's output goes to a log file, shown when it fails to become ready.
+Every server loads the same GGUF with the same threads, context per sequence
+and batch size; the two that batch (kzero, llama-server) get the same number of
+parallel sequences. Each child's output goes to a log file, shown when it fails
+to become ready.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 import httpx
 
 import predictor
+from predictor.bench.llama_server import llama_server_command
 from predictor.bench.workload import Workload
 
-# Served name for both servers, so one request body fits both.
+# Served name for every server, so one request body fits all.
 SERVED_NAME = "kzero-bench"
 READY_POLL_S = 0.2
 STOP_TIMEOUT_S = 15.0
@@ -85,10 +88,10 @@ class ServerProcess:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-def start_kzero(workload: Workload) -> ServerProcess:
-    """``kzero serve`` (``python -m predictor`` is the same entry point)."""
-    port = free_port()
-    command = [
+def kzero_command(workload: Workload, port: int) -> list[str]:
+    """``kzero serve`` (``python -m predictor`` is the same entry point); ``--n_ctx``
+    is per sequence, as llama-server's ``-c`` divided by ``--parallel``."""
+    return [
         sys.executable, "-m", "predictor",
         "--model", str(workload.model_path),
         "--model_name", SERVED_NAME,
@@ -96,8 +99,15 @@ def start_kzero(workload: Workload) -> ServerProcess:
         "--n_threads", str(workload.n_threads),
         "--n_ctx", str(workload.n_ctx),
         "--n_batch", str(workload.n_batch),
+        "--max_running_requests", str(workload.n_parallel),
     ]  # fmt: skip
-    return ServerProcess("kzero", command, port, f"/v1/models/{SERVED_NAME}", predictor_env())
+
+
+def start_kzero(workload: Workload) -> ServerProcess:
+    port = free_port()
+    return ServerProcess(
+        "kzero", kzero_command(workload, port), port, f"/v1/models/{SERVED_NAME}", predictor_env()
+    )
 
 
 def predictor_env() -> dict[str, str]:
@@ -124,3 +134,10 @@ def start_llama_cpp_server(workload: Workload) -> ServerProcess:
         "--n_batch", str(workload.n_batch),
     ]  # fmt: skip
     return ServerProcess("llama_cpp.server", command, port, "/v1/models")
+
+
+def start_llama_server(binary: Path, workload: Workload) -> ServerProcess:
+    """llama.cpp's C++ server; ``/health`` answers 200 once the model is loaded."""
+    port = free_port()
+    command = llama_server_command(binary, workload, port, SERVED_NAME)
+    return ServerProcess("llama-server", command, port, "/health")

@@ -5,10 +5,10 @@ prompts are openings that invite a long continuation; throughput is computed
 from the tokens actually generated, so an early stop skews nothing.
 
 ``llama_cpp.server`` reuses the KV cache of its previous request when a new
-prompt starts the same way (kzero and the raw setup reset per request). So no
-two consecutive requests share a prompt: each request takes the next prompt of
-a rotation longer than any two batches together, and the warm-up prompt is
-used for nothing else.
+prompt starts the same way (kzero and the raw setup reset per request, and
+``llama-server`` runs with prompt caching off). So no two consecutive requests
+share a prompt: each request takes the next prompt of a rotation longer than
+any two batches together, and the warm-up prompt is used for nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ PROMPTS: tuple[str, ...] = (
     "Ten tips for learning a new language quickly:\n\n1.",
     "In this tutorial we explain how a computer stores numbers in memory. First,",
     "Once upon a time, in a small village at the edge of a great forest, there lived",
+    "Photosynthesis is the process by which plants turn sunlight into food. It works like this:",
+    "My favourite recipe for a quick vegetable soup needs only a few ingredients:",
+    "Welcome to the museum of natural history. On your left you can see",
+    "Learning to ride a bicycle as an adult is easier than it sounds. The first thing",
+    "A short biography of a famous explorer who sailed around the world. Born in",
+    "Gardening for beginners: how to plan a small vegetable patch. Start by",
+    "Sunday morning at the market was busy as always. The baker shouted",
+    "Why do cats purr? Scientists have studied this question for years, and",
 )
 
 
@@ -52,6 +60,9 @@ class Workload:
     max_tokens: int
     rounds: int
     concurrency: tuple[int, ...]
+    # Sequences the batching servers decode at once (kzero's
+    # --max_running_requests, llama-server's --parallel); n_ctx is per sequence.
+    n_parallel: int = 1
     prompts: tuple[str, ...] = PROMPTS
 
     def __post_init__(self) -> None:
