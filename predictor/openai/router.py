@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
@@ -131,7 +131,9 @@ def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> A
             return _EventStreamResponse(stream_fn(prepared), abort, prepared.release)
         watcher = asyncio.create_task(_abort_when_disconnected(request.receive, abort))
         try:
-            return ORJSONResponse(await body_fn(prepared))
+            # orjson directly: recent FastAPI releases deprecate ORJSONResponse and warn.
+            body = orjson.dumps(await body_fn(prepared))
+            return Response(body, media_type="application/json")
         finally:
             watcher.cancel()
             prepared.release()
