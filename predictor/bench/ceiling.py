@@ -5,10 +5,13 @@ the batch (one step yields up to one token per sequence). So a step can go no
 faster than ``weight bytes / memory bandwidth``, and a setup's share of that
 ceiling is ``steps/s x bytes per step / bandwidth``.
 
-- Bandwidth: a STREAM-like copy, ``dst[:] = src`` over arrays far larger than
-  any cache, split across ``threads`` threads (numpy releases the GIL while it
-  copies), counting the bytes read plus the bytes written. Best of several
-  repeats: the machine can do at least that.
+- Bandwidth: a STREAM-like copy, ``dst[:] = src``, split across ``threads``
+  threads (numpy releases the GIL while it copies), counting the bytes read
+  plus the bytes written; best of several repeats: the machine can do at least
+  that. As STREAM asks, each array is at least 4 times the last-level cache,
+  so the figure is DRAM bandwidth. A second copy with arrays the size of the
+  weights shows what a step could get when the weights stay in cache (a small
+  model can fit in a large L3), so DRAM is not always the binding ceiling.
 - Bytes per step: the GGUF's tensor data. The token-embedding matrix counts in
   full only when it doubles as the output projection (tied embeddings, as in
   SmolLM2); otherwise a step reads just one row of it per token.
@@ -34,14 +37,18 @@ from predictor.backends.gguf_metadata import GGUFMetadata, read_gguf_metadata
 
 TOKEN_EMBEDDING = "token_embd.weight"
 OUTPUT_PROJECTION = "output.weight"
-DEFAULT_ARRAY_MIB = 256
+# The smallest STREAM array; larger when 4x the last-level cache asks for more.
+MIN_ARRAY_MIB = 256
 DEFAULT_REPEATS = 7
+CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
+_SIZE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
 
 @dataclass(frozen=True)
 class Bandwidth:
     """Copy bandwidth in bytes/s (read + write), over ``repeats`` timed copies."""
 
+    label: str
     threads: int
     array_bytes: int
     best: float
@@ -66,8 +73,10 @@ class CeilingRow:
     tokens_per_s: float
     tokens_per_step: int
     steps_per_s: float
-    # steps/s x bytes per step / bandwidth: the share of the copy bandwidth used.
+    # steps/s x bytes per step / bandwidth: the share of the DRAM copy bandwidth used.
     fraction_of_bandwidth: float
+    # The same against the copy bandwidth at the weights' size, when measured.
+    fraction_of_cached_bandwidth: float | None = None
 
 
 def copy_rate(nbytes: int, seconds: float) -> float:
@@ -75,8 +84,39 @@ def copy_rate(nbytes: int, seconds: float) -> float:
     return 2 * nbytes / seconds
 
 
+def parse_cache_size(text: str) -> int:
+    """A sysfs cache size ("307200K", "2048K", "32M") in bytes."""
+    text = text.strip()
+    if text and text[-1] in _SIZE_UNITS:
+        return int(text[:-1]) * _SIZE_UNITS[text[-1]]
+    return int(text)
+
+
+def last_level_cache_bytes(caches: Path = CPU_CACHES) -> int | None:
+    """The largest-level data or unified cache CPU 0 sees, from sysfs; None if unknown."""
+    found: tuple[int, int] | None = None
+    for index in sorted(caches.glob("index*")):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            level = int((index / "level").read_text())
+            size = parse_cache_size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if found is None or level > found[0]:
+            found = (level, size)
+    return found[1] if found else None
+
+
+def stream_array_mib(llc_bytes: int | None) -> int:
+    """STREAM's rule: each array at least 4x the last-level cache (and never tiny)."""
+    if llc_bytes is None:
+        return MIN_ARRAY_MIB
+    return max(MIN_ARRAY_MIB, -(-4 * llc_bytes // 2**20))
+
+
 def measure_copy_bandwidth(
-    threads: int, array_mib: int = DEFAULT_ARRAY_MIB, repeats: int = DEFAULT_REPEATS
+    threads: int, array_mib: int, repeats: int = DEFAULT_REPEATS, label: str = "copy"
 ) -> Bandwidth:
     import numpy as np
 
@@ -97,6 +137,7 @@ def measure_copy_bandwidth(
             list(pool.map(copy, slices))
             rates.append(copy_rate(src.nbytes, time.perf_counter() - started))
     return Bandwidth(
+        label=label,
         threads=threads,
         array_bytes=int(src.nbytes),
         best=max(rates),
@@ -129,6 +170,7 @@ def ceiling_rows(
     batching_setups: Sequence[str],
     bytes_per_step: int,
     bandwidth: float,
+    cached_bandwidth: float | None = None,
 ) -> list[CeilingRow]:
     """One row per (setup, concurrency) measured; a setup not in ``batching_setups``
     decodes one token per step at any concurrency."""
@@ -144,6 +186,9 @@ def ceiling_rows(
                 tokens_per_step=per_step,
                 steps_per_s=steps,
                 fraction_of_bandwidth=steps * bytes_per_step / bandwidth,
+                fraction_of_cached_bandwidth=(
+                    steps * bytes_per_step / cached_bandwidth if cached_bandwidth else None
+                ),
             )
         )
     return rows
@@ -155,18 +200,27 @@ def single_stream_ceiling(bytes_per_step: int, bandwidth: float) -> float:
 
 
 def format_ceiling(
-    bandwidths: Sequence[Bandwidth],
+    dram: Sequence[Bandwidth],
+    cached: Bandwidth | None,
     step: StepBytes,
     rows: Sequence[CeilingRow],
     names: Mapping[str, str],
 ) -> str:
-    best = max(bandwidths, key=lambda b: b.best)
+    best = max(dram, key=lambda b: b.best)
     lines = [
-        "ceiling: copy bandwidth (STREAM-like, read + write, "
-        f"{best.threads} threads, 2 x {best.array_bytes / 2**20:.0f} MiB, "
-        f"best of {len(best.samples)}): "
-        + ", ".join(f"{b.best / 1e9:.2f} GB/s (median {b.median / 1e9:.2f})" for b in bandwidths)
+        f"ceiling: DRAM copy bandwidth (STREAM-like, read + write, {best.threads} threads, "
+        f"2 x {best.array_bytes / 2**20:.0f} MiB arrays, best of {len(best.samples)}): "
+        + ", ".join(
+            f"{b.label} {b.best / 1e9:.2f} GB/s (median {b.median / 1e9:.2f})" for b in dram
+        )
         + f"; used: {best.best / 1e9:.2f} GB/s",
+    ]
+    if cached is not None:
+        lines.append(
+            f"ceiling: copy bandwidth with weight-sized arrays (2 x {cached.array_bytes / 2**20:.0f}"
+            f" MiB): {cached.best / 1e9:.2f} GB/s (median {cached.median / 1e9:.2f})"
+        )
+    lines += [
         f"ceiling: bytes read per decode step: {step.weights / 1e6:.1f} MB of weights "
         f"(tensor data {step.tensor_data / 1e6:.1f} MB; token embedding "
         f"{'counted: tied to the output' if step.token_embedding_counted else 'one row per token'})"
@@ -175,12 +229,23 @@ def format_ceiling(
             if step.kv_per_token
             else ""
         ),
-        f"ceiling: single stream at most {single_stream_ceiling(step.weights, best.best):.0f} tok/s",
+        f"ceiling: single stream at most {single_stream_ceiling(step.weights, best.best):.0f} tok/s"
+        " from DRAM"
+        + (
+            f", {single_stream_ceiling(step.weights, cached.best):.0f} tok/s at the weight-sized copy"
+            if cached is not None
+            else ""
+        ),
     ]
     for row in rows:
+        cached_share = (
+            ""
+            if row.fraction_of_cached_bandwidth is None
+            else f", {row.fraction_of_cached_bandwidth:.1%} of the weight-sized copy"
+        )
         lines.append(
             f"ceiling {names[row.setup]} concurrency {row.concurrency}: {row.tokens_per_s:.1f} tok/s"
             f" / {row.tokens_per_step} per step = {row.steps_per_s:.1f} steps/s"
-            f" -> {row.fraction_of_bandwidth:.1%} of the copy bandwidth"
+            f" -> {row.fraction_of_bandwidth:.1%} of the DRAM copy bandwidth{cached_share}"
         )
     return "\n".join(lines)

@@ -23,13 +23,15 @@ from types import FrameType
 import httpx
 
 from predictor.bench.ceiling import (
-    DEFAULT_ARRAY_MIB,
     DEFAULT_REPEATS,
     Bandwidth,
+    StepBytes,
     ceiling_rows,
     format_ceiling,
+    last_level_cache_bytes,
     measure_copy_bandwidth,
     model_step_bytes,
+    stream_array_mib,
 )
 from predictor.bench.facts import llama_cpp_system_info, machine_facts
 from predictor.bench.http_client import HttpCompletionSetup
@@ -197,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bandwidth_mib",
         type=_positive,
-        default=DEFAULT_ARRAY_MIB,
-        help=f"Size of each array of the bandwidth copy, in MiB. Default: {DEFAULT_ARRAY_MIB}.",
+        default=None,
+        help="Size of each array of the DRAM bandwidth copy, in MiB. Default: 4 times the "
+        "last-level cache (STREAM's rule), at least 256.",
     )
     parser.add_argument(
         "--ready_timeout",
@@ -265,14 +268,16 @@ async def _measure_all(
 @dataclass
 class RunResult:
     samples: list[BatchSample]
-    bandwidth: list[Bandwidth]
+    # DRAM (STREAM-sized arrays) and weight-sized copies, before and after the rounds.
+    dram: list[Bandwidth]
+    cached: list[Bandwidth]
     commands: dict[str, list[str]]
 
 
-def _bandwidth(workload: Workload, array_mib: int, when: str) -> Bandwidth:
-    result = measure_copy_bandwidth(workload.n_threads, array_mib, DEFAULT_REPEATS)
+def _bandwidth(workload: Workload, array_mib: int, label: str) -> Bandwidth:
+    result = measure_copy_bandwidth(workload.n_threads, array_mib, DEFAULT_REPEATS, label)
     _progress(
-        f"copy bandwidth {when}: best {result.best / 1e9:.2f} GB/s, "
+        f"copy bandwidth {label}, 2 x {array_mib} MiB: best {result.best / 1e9:.2f} GB/s, "
         f"median {result.median / 1e9:.2f} GB/s ({result.threads} threads)"
     )
     return result
@@ -284,11 +289,13 @@ def run_setups(
     llama_server: Path | None,
     ready_timeout_s: float,
     batch_timeout_s: float,
-    bandwidth_mib: int = DEFAULT_ARRAY_MIB,
+    dram_mib: int,
+    weights_mib: int,
 ) -> RunResult:
     """Measure the copy bandwidth, start the servers, load (a), measure, measure the
     bandwidth again while the servers idle, and stop everything on the way out."""
-    bandwidth = [_bandwidth(workload, bandwidth_mib, "before the servers start")]
+    dram = [_bandwidth(workload, dram_mib, "before")]
+    cached = [_bandwidth(workload, weights_mib, "before")]
     with contextlib.ExitStack() as stack:
         _progress(f"starting setups {','.join(setups)}")
         servers: dict[str, ServerProcess] = {}
@@ -312,10 +319,13 @@ def run_setups(
         _progress("all setups loaded; warming up")
         urls = {key: server.url for key, server in servers.items()}
         samples = asyncio.run(_measure_all(workload, raw, urls, batch_timeout_s))
-        bandwidth.append(_bandwidth(workload, bandwidth_mib, "after the rounds, servers idle"))
+        # The servers are idle now; their threads sleep.
+        dram.append(_bandwidth(workload, dram_mib, "after"))
+        cached.append(_bandwidth(workload, weights_mib, "after"))
         return RunResult(
             samples=samples,
-            bandwidth=bandwidth,
+            dram=dram,
+            cached=cached,
             commands={key: server.command for key, server in servers.items()},
         )
 
@@ -348,6 +358,11 @@ def _header(workload: Workload, setups: Sequence[str], facts: dict[str, str | in
             *(f"  {SETUP_NAMES[key]}" for key in setups),
         ]
     )
+
+
+def _weights_mib(step: StepBytes) -> int:
+    """Arrays as large as the weights, so one copy reads what one decode step reads."""
+    return max(1, -(-step.weights // 2**20))
 
 
 def _format_commands(commands: dict[str, list[str]]) -> str:
@@ -424,6 +439,10 @@ def bench_main(argv: Sequence[str]) -> int:
         build_info = llama_server.parent / BUILD_INFO
         if build_info.is_file():
             facts["llama_server_build"] = build_info.read_text()
+    step = model_step_bytes(workload.model_path)
+    llc = last_level_cache_bytes()
+    facts["last_level_cache_bytes"] = llc if llc is not None else "unknown"
+    dram_mib = args.bandwidth_mib or stream_array_mib(llc)
     print(_header(workload, setups, facts), flush=True)
     try:
         with _sigterm_as_exit():
@@ -433,7 +452,8 @@ def bench_main(argv: Sequence[str]) -> int:
                 llama_server,
                 args.ready_timeout,
                 args.batch_timeout,
-                args.bandwidth_mib,
+                dram_mib,
+                _weights_mib(step),
             )
     except (RuntimeError, TimeoutError) as exc:
         print(f"kzero bench: {exc}", file=sys.stderr)
@@ -443,13 +463,14 @@ def bench_main(argv: Sequence[str]) -> int:
     ratio_items = ratios(summaries, samples)
     scaling_items = scaling(summaries, samples)
     target_items = targets(ratio_items)
-    step = model_step_bytes(workload.model_path)
-    bandwidth = max(result.bandwidth, key=lambda b: b.best)
+    dram = max(result.dram, key=lambda b: b.best)
+    cached = max(result.cached, key=lambda b: b.best)
     ceiling = ceiling_rows(
         {(s.setup, s.concurrency): s.tokens_per_s for s in summaries},
         BATCHING_SETUPS,
         step.weights,
-        bandwidth.best,
+        dram.best,
+        cached.best,
     )
     print()
     print(_format_commands(result.commands))
@@ -463,7 +484,7 @@ def bench_main(argv: Sequence[str]) -> int:
         print()
         print(format_targets(target_items))
     print()
-    print(format_ceiling(result.bandwidth, step, ceiling, SETUP_NAMES))
+    print(format_ceiling(result.dram, cached, step, ceiling, SETUP_NAMES))
     print()
     print("\n".join(f"note: {line}" for line in notes(workload.concurrency, setups)))
     if args.json is not None:
@@ -477,7 +498,8 @@ def bench_main(argv: Sequence[str]) -> int:
                 scaling=[asdict(item) for item in scaling_items],
                 targets=[{**asdict(t), "verdict": t.verdict} for t in target_items],
                 server_commands=result.commands,
-                bandwidth=[asdict(b) for b in result.bandwidth],
+                bandwidth_dram=[asdict(b) for b in result.dram],
+                bandwidth_weight_sized=[asdict(b) for b in result.cached],
                 step_bytes=asdict(step),
                 ceiling=[asdict(row) for row in ceiling],
             ),

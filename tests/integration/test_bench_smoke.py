@@ -71,13 +71,16 @@ def test_bench_prints_setups_a_b_c_with_positive_ratios_and_the_ceiling(tmp_path
     bandwidth = re.search(rf"^ceiling: .*; used: ({NUMBER}) GB/s$", result.stdout, re.M)
     assert bandwidth and float(bandwidth.group(1)) > 0, result.stdout
     assert re.search(
-        rf"^ceiling b kzero concurrency 1: .* ({NUMBER})% of the copy", result.stdout, re.M
+        rf"^ceiling b kzero concurrency 1: .* ({NUMBER})% of the DRAM copy bandwidth",
+        result.stdout,
+        re.M,
     )
 
     payload = json.loads(raw_json.read_text())
     assert sorted(item["setup"] for item in payload["summary"]) == ["a", "b", "c"]
     assert payload["step_bytes"]["weights"] > 0
-    assert len(payload["bandwidth"]) == 2  # before the servers start, and after the rounds
+    # Before the servers start and after the rounds, with STREAM-sized and weight-sized arrays.
+    assert len(payload["bandwidth_dram"]) == len(payload["bandwidth_weight_sized"]) == 2
     assert "--max_running_requests" in payload["server_commands"]["b"]
 
 

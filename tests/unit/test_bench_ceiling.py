@@ -7,11 +7,15 @@ from pathlib import Path
 import pytest
 
 from predictor.bench.ceiling import (
+    MIN_ARRAY_MIB,
     ceiling_rows,
     copy_rate,
+    last_level_cache_bytes,
     measure_copy_bandwidth,
     model_step_bytes,
+    parse_cache_size,
     single_stream_ceiling,
+    stream_array_mib,
 )
 
 from .gguf_builder import F32, Q4_1, gguf_model, tensor_nbytes
@@ -84,10 +88,49 @@ def test_single_stream_ceiling_is_bandwidth_over_bytes_per_step():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bandwidth_measurement_reports_every_repeat(threads: int):
-    result = measure_copy_bandwidth(threads, array_mib=1, repeats=3)
+    result = measure_copy_bandwidth(threads, array_mib=1, repeats=3, label="before")
+    assert result.label == "before"
     assert result.threads == threads
     assert result.array_bytes == 2**20
     assert len(result.samples) == 3
     assert all(rate > 0 for rate in result.samples)
     assert result.best == max(result.samples)
     assert min(result.samples) <= result.median <= result.best
+
+
+def test_share_of_the_weight_sized_copy_is_reported_next_to_dram():
+    (row,) = ceiling_rows({("d", 1): 50.0}, ("b", "d"), 100_000_000, 20e9, cached_bandwidth=50e9)
+    assert row.fraction_of_bandwidth == pytest.approx(0.25)
+    assert row.fraction_of_cached_bandwidth == pytest.approx(0.10)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("48K", 48 * 2**10), ("307200K\n", 300 * 2**20), ("32M", 32 * 2**20), ("1024", 1024)],
+)
+def test_sysfs_cache_sizes(text: str, expected: int):
+    assert parse_cache_size(text) == expected
+
+
+def write_cache(root: Path, index: int, level: int, kind: str, size: str) -> None:
+    folder = root / f"index{index}"
+    folder.mkdir(parents=True)
+    (folder / "level").write_text(f"{level}\n")
+    (folder / "type").write_text(f"{kind}\n")
+    (folder / "size").write_text(f"{size}\n")
+
+
+def test_last_level_cache_is_the_highest_data_or_unified_level(tmp_path: Path):
+    write_cache(tmp_path, 0, 1, "Data", "48K")
+    write_cache(tmp_path, 1, 1, "Instruction", "32K")
+    write_cache(tmp_path, 2, 2, "Unified", "2048K")
+    write_cache(tmp_path, 3, 3, "Unified", "307200K")
+    assert last_level_cache_bytes(tmp_path) == 300 * 2**20
+    assert last_level_cache_bytes(tmp_path / "missing") is None
+
+
+def test_stream_arrays_are_four_times_the_last_level_cache():
+    # A 300 MiB L3 (this VM): arrays of 1200 MiB, so the copy cannot run from cache.
+    assert stream_array_mib(300 * 2**20) == 1200
+    assert stream_array_mib(8 * 2**20) == MIN_ARRAY_MIB
+    assert stream_array_mib(None) == MIN_ARRAY_MIB
