@@ -37,7 +37,7 @@ test: lint helm
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/kzero bench
+	$(BIN)/kzero bench --build-llama-server
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
