@@ -27,6 +27,7 @@ from autoscaling.cost import (
 )
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, Prices, load_prices
+from predictor.argtypes import positive_float
 
 DEFAULT_NODE = "aws_c7i_xlarge"
 # Not measured for the seed model here: the seconds a cached 1B GGUF takes to be
@@ -43,13 +44,6 @@ class Scenario:
     assumptions: list[str]
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kzero cost",
@@ -58,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "request rates. No arguments: the seed study's scenario.",
     )
     parser.add_argument("--bench", type=Path, help="a 'kzero bench --json' results file")
-    parser.add_argument("--tokens_per_s", type=_positive_float, help="tokens/s of one pod")
-    parser.add_argument("--vcpus", type=_positive_float, help="vCPUs of one pod")
+    parser.add_argument("--tokens_per_s", type=positive_float, help="tokens/s of one pod")
+    parser.add_argument("--vcpus", type=positive_float, help="vCPUs of one pod")
     parser.add_argument("--cold_start_s", type=float, help="seconds from pod creation to serving")
     parser.add_argument(
-        "--rate", type=_positive_float, default=0.01, help="traffic, requests/s. Default: 0.01"
+        "--rate", type=positive_float, default=0.01, help="traffic, requests/s. Default: 0.01"
     )
     parser.add_argument("--tokens", type=int, default=TOKENS_PER_REQUEST, help="tokens/request")
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"node price entry ({DEFAULT_NODE})")

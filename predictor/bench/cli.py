@@ -12,16 +12,15 @@ import contextlib
 import importlib.util
 import json
 import shlex
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
+from predictor.argtypes import positive_int
 from predictor.bench.ceiling import (
     DEFAULT_REPEATS,
     Bandwidth,
@@ -62,6 +61,7 @@ from predictor.bench.samples import BatchSample
 from predictor.bench.servers import (
     SERVED_NAME,
     ServerProcess,
+    sigterm_as_exit,
     start_kzero,
     start_llama_cpp_server,
     start_llama_server,
@@ -104,13 +104,6 @@ def _setups(text: str) -> tuple[str, ...]:
     return tuple(key for key in SETUP_NAMES if key in keys)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kzero bench",
@@ -138,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=positive_int,
         default=5,
         help="Rounds; medians are taken over them. Default: 5.",
     )
@@ -150,13 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max_tokens",
-        type=_positive,
+        type=positive_int,
         default=128,
         help="Tokens to generate per request. Default: 128.",
     )
     parser.add_argument(
         "--n_threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help=(
             "llama.cpp threads for every setup. Default: the CPUs this process may use "
@@ -165,19 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--n_ctx",
-        type=_positive,
+        type=positive_int,
         default=2048,
         help="Context window per sequence for every setup. Default: 2048.",
     )
     parser.add_argument(
         "--n_batch",
-        type=_positive,
+        type=positive_int,
         default=512,
         help="Prompt batch size for every setup. Default: 512.",
     )
     parser.add_argument(
         "--parallel",
-        type=_positive,
+        type=positive_int,
         default=None,
         help=(
             "Sequences kzero (--max_running_requests) and llama-server (--parallel) decode "
@@ -198,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bandwidth_mib",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="Size of each array of the DRAM bandwidth copy, in MiB. Default: 4 times the "
         "last-level cache (STREAM's rule), at least 256.",
@@ -330,20 +323,6 @@ def run_setups(
         )
 
 
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so the servers' ``finally`` cleanup still runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _header(workload: Workload, setups: Sequence[str], facts: dict[str, str | int]) -> str:
     return "\n".join(
         [
@@ -380,7 +359,9 @@ def build_llama_server_main(argv: Sequence[str]) -> int:
         "native CPU features without AMX), into ~/.cache/kzero/llama-server/<version>/. "
         "About 10 minutes on 2 cores; a cached build is reused.",
     )
-    parser.add_argument("--jobs", type=_positive, default=None, help="Build jobs. Default: CPUs.")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=None, help="Build jobs. Default: CPUs."
+    )
     args = parser.parse_args(list(argv))
     version = installed_version()
     cached = cached_binary(version)
@@ -445,7 +426,7 @@ def bench_main(argv: Sequence[str]) -> int:
     dram_mib = args.bandwidth_mib or stream_array_mib(llc)
     print(_header(workload, setups, facts), flush=True)
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             result = run_setups(
                 workload,
                 setups,

@@ -8,6 +8,7 @@ to become ready.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -141,3 +144,17 @@ def start_llama_server(binary: Path, workload: Workload) -> ServerProcess:
     port = free_port()
     command = llama_server_command(binary, workload, port, SERVED_NAME)
     return ServerProcess("llama-server", command, port, "/health")
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit, so the ``finally`` that stops the server children runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

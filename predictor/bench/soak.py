@@ -30,22 +30,21 @@ import contextlib
 import json
 import math
 import os
-import signal
 import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from predictor.argtypes import positive_float, positive_int
 from predictor.bench.facts import machine_facts
-from predictor.bench.servers import ServerProcess, free_port, predictor_env
+from predictor.bench.servers import ServerProcess, free_port, predictor_env, sigterm_as_exit
 from predictor.default_model import DefaultModelMissing, default_model_path
 
 SERVED_NAME = "kzero-soak"
@@ -637,20 +636,6 @@ def format_summary(config: SoakConfig, summary: dict[str, Any], facts: dict[str,
 # ---- arguments ----
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kzero bench soak",
@@ -663,10 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
     )
     parser.add_argument(
-        "--duration", type=_positive_float, default=600.0, help="Seconds of load. Default: 600."
+        "--duration", type=positive_float, default=600.0, help="Seconds of load. Default: 600."
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=8, help="Streams in flight. Default: 8."
+        "--concurrency", type=positive_int, default=8, help="Streams in flight. Default: 8."
     )
     parser.add_argument(
         "--warmup",
@@ -675,36 +660,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="Seconds of load before the RSS baseline is taken. Default: 60.",
     )
     parser.add_argument(
-        "--max-tokens", type=_positive_int, default=64, help="max_tokens per request. Default: 64."
+        "--max-tokens", type=positive_int, default=64, help="max_tokens per request. Default: 64."
     )
     parser.add_argument(
         "--request-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         help="A request still running after this many seconds counts as stuck. Default: 60.",
     )
     parser.add_argument(
         "--sample-every",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         help="Seconds between RSS samples. Default: 5.",
     )
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     return parser
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so the server child is still stopped on the way out."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def soak_main(argv: Sequence[str]) -> int:
@@ -732,7 +703,7 @@ def soak_main(argv: Sequence[str]) -> int:
     )
     facts = machine_facts()
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             run = run_soak(config)
     except (RuntimeError, TimeoutError) as exc:
         print(f"kzero bench soak: {exc}", file=sys.stderr)
