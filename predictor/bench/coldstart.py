@@ -24,19 +24,23 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from predictor.bench.facts import machine_facts
-from predictor.bench.servers import ServerProcess, free_port, predictor_env
+from predictor.bench.servers import (
+    ServerProcess,
+    free_port,
+    http_server_on_loopback,
+    predictor_env,
+)
 from predictor.cache.files import CHUNK_BYTES
 from predictor.cache.store import ModelCache
 from predictor.cache.uri import parse_model_uri
@@ -126,14 +130,8 @@ def _origin(model: Path) -> Iterator[str]:
             pass
 
     handler = functools.partial(QuietHandler, directory=str(model.parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server_on_loopback(handler) as url:
+        yield url
 
 
 def _start(state: str, uri: str, cache_dir: Path) -> ColdStart:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import yaml
+
+from predictor.bench.servers import http_server_on_loopback
 
 from .conftest import rendered
 from .helm_cli import CHART, template
@@ -153,13 +154,8 @@ class _KeyCheckingModel(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def stand_in_model() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyCheckingModel)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with http_server_on_loopback(_KeyCheckingModel) as url:
+        yield url
 
 
 def run_test_script(url: str, key_file: Path) -> subprocess.CompletedProcess[str]:
