@@ -1,4 +1,5 @@
-"""The figures the cost model and the report take from a ``kzero bench --json`` file."""
+"""The figures the cost model and the report take from ``kzero bench --json`` and
+``kzero bench coldstart --json`` files."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ KZERO_SETUP = "b"
 
 
 class BenchFileError(ValueError):
-    """The file is not a ``kzero bench --json`` result, or lacks kzero's figures."""
+    """The file is not a ``kzero bench [coldstart] --json`` result, or lacks kzero's figures."""
+
+
+# The cold-start state the report bills: the model already on the cache volume.
+# A miss happens once per model and volume; "hot" (in the page cache) is not
+# what a pod scaled from zero on another node finds.
+BILLED_COLD_START_STATE = "hit"
 
 
 @dataclass(frozen=True)
@@ -27,13 +34,36 @@ class BenchFigures:
     tokens_per_s_by_concurrency: dict[int, float]
 
 
-def read_bench(path: Path) -> BenchFigures:
+def _read_json(path: Path) -> object:
     try:
-        document = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as exc:
         raise BenchFileError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise BenchFileError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_cold_start(path: Path) -> tuple[float, str]:
+    """The median process-start-to-ready seconds of the cache-hit runs, and where it came from."""
+    document = _read_json(path)
+    if not isinstance(document, dict) or "runs" not in document:
+        raise BenchFileError(f"{path}: not a 'kzero bench coldstart --json' file (no runs)")
+    ready = [
+        float(run["ready_s"])
+        for run in document["runs"]
+        if run.get("state") == BILLED_COLD_START_STATE
+    ]
+    if not ready:
+        raise BenchFileError(f"{path}: no '{BILLED_COLD_START_STATE}' runs")
+    date = document.get("facts", {}).get("date_utc", "unknown date")
+    runs = ", ".join(f"{seconds:.2f}" for seconds in ready)
+    return statistics.median(ready), (
+        f"median ready time of {len(ready)} cache-hit starts in {path.name}, {date}: {runs} s"
+    )
+
+
+def read_bench(path: Path) -> BenchFigures:
+    document = _read_json(path)
     if not isinstance(document, dict) or not {"facts", "samples"} <= document.keys():
         raise BenchFileError(f"{path}: not a 'kzero bench --json' file (no facts/samples)")
     samples = [s for s in document["samples"] if s.get("setup") == KZERO_SETUP]

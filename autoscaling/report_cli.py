@@ -1,8 +1,10 @@
 """``kzero report``: a markdown report with PNG charts from measured figures.
 
 Inputs: a ``kzero bench --json`` file and/or a Prometheus URL that scrapes kzero
-predictors. The cold start comes from Prometheus (``kzero_cold_start_seconds``,
-phase ready) or ``--cold_start_s``; a bench file has none.
+predictors. The cold start comes from ``--cold_start_s``, a ``kzero bench
+coldstart --json`` file (the median ready time of cache hits: the model on the
+volume, as every cold start after the first finds it) or Prometheus
+(``kzero_cold_start_seconds``, phase ready); a bench file has none.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from autoscaling.bench_results import BenchFigures, BenchFileError, read_bench
+from autoscaling.bench_results import BenchFigures, BenchFileError, read_bench, read_cold_start
 from autoscaling.cost import SelfHosted, aws_lambda, cloud_run, lambda_memory_for_vcpus
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, load_prices
@@ -40,8 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bench", type=Path, help="a 'kzero bench --json' results file")
     parser.add_argument("--prometheus", help="Prometheus URL scraping kzero predictors")
-    parser.add_argument("--cold_start_s", type=float, help="overrides Prometheus' cold start")
+    parser.add_argument(
+        "--coldstart",
+        type=Path,
+        help="a 'kzero bench coldstart --json' file: the cold start is its median cache-hit ready time",
+    )
+    parser.add_argument(
+        "--cold_start_s", type=float, help="overrides --coldstart's and Prometheus' cold start"
+    )
     parser.add_argument("--tokens_per_s", type=float, help="overrides the measured tokens/s")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        help="requests a pod decodes together in the KPA replays (default: the highest "
+        "concurrency the bench measured kzero at; 1 without a bench)",
+    )
     parser.add_argument("--vcpus", type=float, help="vCPUs of one pod (default: the bench's)")
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"node price entry ({DEFAULT_NODE})")
     parser.add_argument("--pods_per_node", type=int, help="default: node vCPUs / pod vCPUs")
@@ -118,13 +133,17 @@ def build_inputs(args: argparse.Namespace) -> Inputs:
         raise ValueError("no tokens/s: Prometheus has no kzero requests; give --tokens_per_s")
     if args.cold_start_s is not None:
         cold_start, cold_source = args.cold_start_s, "--cold_start_s"
+    elif args.coldstart is not None:
+        cold_start, cold_source = read_cold_start(args.coldstart)
     elif prom is not None and prom.cold_start_s is not None:
         cold_start = prom.cold_start_s
         cold_source = f"mean of kzero_cold_start_seconds{{phase=ready}} in {prom.url}"
     else:
         raise ValueError(
-            "no cold start: give --prometheus (with a scraped predictor) or --cold_start_s"
+            "no cold start: give --coldstart FILE, --prometheus (with a scraped predictor) "
+            "or --cold_start_s"
         )
+    parallel, batched = _batching(args, bench)
     prices = load_prices(args.prices)
     node = prices.node(args.node)
     vcpus = args.vcpus or (float(bench.usable_cpus) if bench else 2.0)
@@ -160,8 +179,25 @@ def build_inputs(args: argparse.Namespace) -> Inputs:
         ],
         kpa=kpa,
         prefill_tokens_per_s=args.prefill_tokens_per_s,
+        parallel=parallel,
+        batched_tokens_per_s=batched,
         notes=notes,
     )
+
+
+def _batching(args: argparse.Namespace, bench: BenchFigures | None) -> tuple[int, dict[int, float]]:
+    """Slots per pod and the bench's aggregate tokens/s above concurrency 1.
+
+    The batched figures describe the pod only when its single-stream figure
+    came from the same bench: with --tokens_per_s they are left out.
+    """
+    measured = {}
+    if bench is not None and not args.tokens_per_s:
+        measured = {n: tps for n, tps in bench.tokens_per_s_by_concurrency.items() if n > 1}
+    parallel = args.parallel or max([1, *measured])
+    if parallel < 1:
+        raise ValueError("--parallel must be at least 1")
+    return parallel, {n: tps for n, tps in measured.items() if n <= parallel}
 
 
 def report_main(argv: Sequence[str]) -> int:

@@ -9,9 +9,14 @@ and an autoscaler tick every ``tick_s``. What it models:
 - the activator: a request that finds no ready pod waits in the activator; one
   that finds no pod at all pokes the autoscaler, which scales from zero at once
   rather than on the next tick;
-- pods: ready ``cold_start_s`` after they are created, one request at a time in
-  arrival order (prefill, then decode at the measured tokens/s); a pod scaled
-  away stops taking requests and goes once its queue drains;
+- pods: ready ``cold_start_s`` after they are created; each decodes up to
+  ``parallel`` requests together (kzero's continuous batching) and queues the
+  rest in arrival order. The requests in a pod share its throughput, which
+  depends on how many decode together (``PodModel.aggregate_tokens_per_s``,
+  from a benchmark's concurrency levels): a processor-sharing queue. A
+  prompt costs ``prompt_tokens / prefill_tokens_per_s`` seconds of the pod
+  alone, and so a proportional share when others run. A pod scaled away
+  stops taking requests and goes once it drains;
 - billing: a pod costs from creation (cold start included) to removal.
 """
 
@@ -22,22 +27,55 @@ import itertools
 import math
 import statistics
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaling.kpa import KpaConfig, KpaDecider, ScaleToZeroGate, apply_bounds
 from autoscaling.traces import TraceRequest
 
+# Floating-point slack when deciding that a job's work is done.
+_WORK_TOLERANCE = 1e-9
+
 
 @dataclass(frozen=True)
 class PodModel:
+    """How one pod serves.
+
+    ``tokens_per_s`` is one request decoding alone. ``batched_tokens_per_s``
+    maps a number of requests decoding together to the pod's aggregate
+    tokens/s (a benchmark's concurrency levels above 1); between measured
+    levels the aggregate is interpolated linearly, and beyond the highest it
+    stays flat. Without it the pod still interleaves up to ``parallel``
+    requests, at no gain: they share ``tokens_per_s``.
+    """
+
     tokens_per_s: float
     cold_start_s: float
     prefill_tokens_per_s: float = 1000.0
+    parallel: int = 1
+    batched_tokens_per_s: Mapping[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.tokens_per_s <= 0 or self.prefill_tokens_per_s <= 0 or self.cold_start_s < 0:
             raise ValueError("token rates must be positive and the cold start not negative")
+        if self.parallel < 1:
+            raise ValueError("a pod decodes at least one request at a time")
+        if any(n < 2 or rate <= 0 for n, rate in self.batched_tokens_per_s.items()):
+            raise ValueError("batched throughput needs levels of 2 or more and positive rates")
+
+    def aggregate_tokens_per_s(self, decoding: int) -> float:
+        """The pod's tokens/s with ``decoding`` (1..parallel) requests decoding together."""
+        levels = sorted({1: self.tokens_per_s, **self.batched_tokens_per_s}.items())
+        if decoding >= levels[-1][0]:
+            return levels[-1][1]
+        for (low_n, low_rate), (high_n, high_rate) in itertools.pairwise(levels):
+            if low_n <= decoding <= high_n:
+                return low_rate + (high_rate - low_rate) * (decoding - low_n) / (high_n - low_n)
+        raise AssertionError("unreachable: decoding >= 1 lies between two levels")
+
+    def prefill_work(self, prompt_tokens: int) -> float:
+        """A prompt's cost in single-request decode tokens (the unit of a pod's work)."""
+        return prompt_tokens * self.tokens_per_s / self.prefill_tokens_per_s
 
 
 @dataclass
@@ -68,11 +106,23 @@ class TickRecord:
 
 
 @dataclass
+class _Job:
+    """A request decoding in a pod; work is counted in single-request decode tokens."""
+
+    outcome: RequestOutcome
+    first_token_work: float  # the prompt and the first token
+    total_work: float
+    done: float = 0.0
+
+
+@dataclass
 class _Pod:
     created_s: float
     ready_s: float
     queue: deque[tuple[RequestOutcome, TraceRequest]] = field(default_factory=deque)
-    busy: bool = False
+    running: list[_Job] = field(default_factory=list)
+    updated_s: float = 0.0  # when the running jobs' progress was last brought up to date
+    version: int = 0  # bumped on every reschedule: older "done" events are stale
     removing: bool = False
     removed_s: float | None = None
 
@@ -81,7 +131,7 @@ class _Pod:
 
     @property
     def outstanding(self) -> int:
-        return len(self.queue) + int(self.busy)
+        return len(self.queue) + len(self.running)
 
 
 @dataclass
@@ -169,18 +219,54 @@ class Simulation:
     def _live(self) -> list[_Pod]:
         return [p for p in self.pods if p.removed_s is None and not p.removing]
 
-    def _start_next(self, pod: _Pod, now: float) -> None:
-        if pod.busy or not pod.queue:
-            if not pod.busy and not pod.queue and pod.removing and pod.removed_s is None:
-                pod.removed_s = now
-            return
-        outcome, request = pod.queue.popleft()
-        pod.busy = True
-        prefill = request.prompt_tokens / self.pod.prefill_tokens_per_s
-        outcome.start_s = now
-        outcome.first_token_s = now + prefill + 1 / self.pod.tokens_per_s
-        outcome.end_s = now + prefill + request.output_tokens / self.pod.tokens_per_s
-        self._push(outcome.end_s, "done", pod)
+    def _rate(self, pod: _Pod) -> float:
+        """Work per second of each running job: the pod's throughput, shared equally."""
+        decoding = len(pod.running)
+        return self.pod.aggregate_tokens_per_s(decoding) / decoding
+
+    def _progress_pod(self, pod: _Pod, now: float) -> None:
+        """Advance the running jobs to ``now``; note first tokens crossed on the way."""
+        if pod.running and now > pod.updated_s:
+            rate = self._rate(pod)
+            for job in pod.running:
+                before = job.done
+                job.done += rate * (now - pod.updated_s)
+                if math.isnan(job.outcome.first_token_s) and job.done >= job.first_token_work:
+                    job.outcome.first_token_s = (
+                        pod.updated_s + (job.first_token_work - before) / rate
+                    )
+        pod.updated_s = now
+
+    def _fill(self, pod: _Pod, now: float) -> None:
+        """Start queued requests in free slots, then schedule the next completion."""
+        self._progress_pod(pod, now)
+        while pod.queue and len(pod.running) < self.pod.parallel:
+            outcome, request = pod.queue.popleft()
+            outcome.start_s = now
+            prefill = self.pod.prefill_work(request.prompt_tokens)
+            pod.running.append(_Job(outcome, prefill + 1, prefill + request.output_tokens))
+        pod.version += 1
+        if pod.running:
+            rate = self._rate(pod)
+            remaining = min(job.total_work - job.done for job in pod.running)
+            self._push(now + max(0.0, remaining) / rate, "done", (pod, pod.version))
+        elif pod.removing and pod.removed_s is None:
+            pod.removed_s = now
+
+    def _finish(self, pod: _Pod, now: float) -> int:
+        """Complete the jobs whose work is done; returns how many finished."""
+        self._progress_pod(pod, now)
+        finished = [
+            job for job in pod.running if job.done >= job.total_work * (1 - _WORK_TOLERANCE)
+        ]
+        for job in finished:
+            if math.isnan(job.outcome.first_token_s):
+                job.outcome.first_token_s = now
+            job.outcome.end_s = now
+            pod.running.remove(job)
+        self.concurrency -= len(finished)
+        self._fill(pod, now)
+        return len(finished)
 
     def _route(self, item: tuple[RequestOutcome, TraceRequest], now: float) -> bool:
         ready = [p for p in self._live() if p.ready(now)]
@@ -188,7 +274,7 @@ class Simulation:
             return False
         pod = min(ready, key=lambda p: p.outstanding)
         pod.queue.append(item)
-        self._start_next(pod, now)
+        self._fill(pod, now)
         return True
 
     def _scale_to(self, desired: int, now: float) -> None:
@@ -202,7 +288,7 @@ class Simulation:
             victims = sorted(live, key=lambda p: (p.ready(now), p.outstanding))
             for pod in victims[: len(live) - desired]:
                 pod.removing = True
-                self._start_next(pod, now)
+                self._fill(pod, now)
                 if pod.removed_s is None and not pod.ready(now):
                     pod.removed_s = now
 
@@ -249,11 +335,10 @@ class Simulation:
                 while self.activator and self._route(self.activator.popleft(), now):
                     pass
             elif kind == "done":
-                assert isinstance(payload, _Pod)
-                payload.busy = False
-                self.concurrency -= 1
-                pending -= 1
-                self._start_next(payload, now)
+                assert isinstance(payload, tuple)
+                pod, version = payload
+                if version == pod.version:
+                    pending -= self._finish(pod, now)
             elif kind == "tick":
                 self._tick(now)
                 if self._progress:

@@ -100,14 +100,16 @@ class GenerationService:
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | None,
         *,
         backend_name: str,
         model_name: str,
         limits: RequestLimits,
         admission: Admission,
     ) -> None:
-        self.backend = backend
+        # None until the model's files are fetched (see model_source): the
+        # service exists from the start, so the port can open first.
+        self._backend = backend
         self.backend_name = backend_name
         self.model_name = model_name
         self.limits = limits
@@ -119,6 +121,16 @@ class GenerationService:
         self._active: dict[str, None] = {}
         # Once set, every request still in flight ends with the error this makes.
         self._cut_off_with: Callable[[], OpenAIError] | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise ModelNotReady(self.model_name)
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self._backend = backend
 
     def mark_ready(self) -> None:
         """Called once the model is loaded and warmed up (unless stopping began meanwhile)."""

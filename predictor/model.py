@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.backends.base import Prompt, SamplingOptions
+from predictor.backends.base import Backend, Prompt, SamplingOptions
 from predictor.generation import GenerationService, ServingState, new_completion
 from predictor.metrics import BACKEND_INFO, COLD_START
 from predictor.openai.errors import OpenAIError
@@ -41,6 +41,10 @@ PREDICT_HELP = (
 )
 
 
+# Fetches a remote model after the port opened: its backend, and why it was chosen.
+BackendFetch = Callable[[], Awaitable[tuple[Backend, str]]]
+
+
 class KzeroModel(Model):
     """One LLM served through KServe's lifecycle and v1 protocol."""
 
@@ -51,11 +55,13 @@ class KzeroModel(Model):
         *,
         selection_reason: str,
         shutdown: Shutdown,
+        fetch_backend: BackendFetch | None = None,
     ) -> None:
         super().__init__(name)
         self.service = service
         self.selection_reason = selection_reason
         self.shutdown = shutdown
+        self._fetch_backend = fetch_backend
         service.on_engine_failure = lambda error: shutdown.fail(f"{type(error).__name__}: {error}")
         self._background: set[asyncio.Task[None]] = set()
         # True only so ModelServer.start registers us; start() clears it.
@@ -67,12 +73,19 @@ class KzeroModel(Model):
         self.ready = False
 
     async def start_engine(self) -> None:
-        """Load the weights, run a one-token warm-up, then report ready.
+        """Fetch the model if it comes after the port, load the weights, run a
+        one-token warm-up, then report ready.
 
         A failure here is the engine failing: one log line, and the process
         exits non-zero once uvicorn has stopped, instead of serving 503 forever.
         """
         self._in_background(self.shutdown.install())
+        if self._fetch_backend is not None:
+            try:
+                self.service.backend, self.selection_reason = await self._fetch_backend()
+            except Exception as exc:
+                self.shutdown.fail(f"cannot fetch the model: {exc}")
+                return
         load_started = time.perf_counter()
         backend = self.service.backend
         try:

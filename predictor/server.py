@@ -9,6 +9,7 @@ carries KServe's ``/v1/models/<name>``, ``/v2/health/*``, ``/metrics`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from pathlib import Path
@@ -16,18 +17,25 @@ from typing import TYPE_CHECKING
 
 from predictor.admission import Admission
 from predictor.auth import ApiKeyMiddleware, configured_key_hashes
-from predictor.backends.base import Backend, BackendKind
+from predictor.backends.base import Backend, BackendKind, BackendLoadError
 from predictor.backends.select import BackendChoice, ModelLocation, choose_backend, locate_model
+from predictor.cache.uri import parse_model_uri
 from predictor.cpu_quota import usable_cpu_count
 from predictor.generation import GenerationService, RequestLimits
 from predictor.metrics import COLD_START
-from predictor.model_source import record_resolution, resolve_model
+from predictor.model_source import (
+    fetched_after_port_opens,
+    model_source,
+    record_resolution,
+    resolve_in_background,
+    resolve_model,
+)
 from predictor.process_clock import seconds_since_process_start
 from predictor.settings import Settings
 from predictor.shutdown import Shutdown
 
 if TYPE_CHECKING:
-    from predictor.model import KzeroModel
+    from predictor.model import BackendFetch, KzeroModel
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +85,11 @@ def create_backend(
 def build_model(settings: Settings) -> KzeroModel:
     """Pick the backend and wire the model, its service and the OpenAI routes into KServe's app.
 
-    Raises ``BackendLoadError`` when no engine can serve the model, ``CacheError``
-    when its bytes cannot be fetched or verified.
+    A local model, or a remote one whose files decide the backend, is resolved
+    here, before the port opens: raises ``BackendLoadError`` when no engine can
+    serve it, ``CacheError`` when its bytes cannot be fetched or verified. A
+    remote model with a known backend is fetched by ``start_engine`` instead,
+    and those errors end the process there.
     """
     from kserve import model_server as kserve_model_server
 
@@ -88,25 +99,37 @@ def build_model(settings: Settings) -> KzeroModel:
     from predictor.openai.serving import OpenAIServing
 
     imports_done = seconds_since_process_start()
-    resolution = resolve_model(settings)
-    location = locate_model(resolution.path)
-    choice = choose_backend(settings.backend, location)
-    model_name = settings.model_name or derive_model_name(location.path)
-    COLD_START.labels("process_start", model_name, choice.kind.value).observe(imports_done)
-    record_resolution(resolution, model_name, choice.kind.value)
-    logger.info(
-        "serving %s as '%s' with %s: %s",
-        location.path,
-        model_name,
-        choice.kind.value,
-        choice.reason,
-    )
+    source = parse_model_uri(model_source(settings))
+    planned = fetched_after_port_opens(settings, source)
+    backend: Backend | None = None
+    fetch: BackendFetch | None = None
+    if planned is None:
+        resolution = resolve_model(settings)
+        location = locate_model(resolution.path)
+        choice = choose_backend(settings.backend, location)
+        model_name = settings.model_name or derive_model_name(location.path)
+        record_resolution(resolution, model_name, choice.kind.value)
+        backend = create_backend(choice, location, settings, model_name)
+        backend_name, reason = choice.kind.value, choice.reason
+        logger.info(
+            "serving %s as '%s' with %s: %s", location.path, model_name, backend_name, reason
+        )
+    else:
+        model_name = settings.model_name or derive_model_name(Path(source.file_name()))
+        backend_name, reason = planned.value, "fetched after the port opened"
+        fetch = functools.partial(fetch_backend, settings, model_name, planned)
+        logger.info(
+            "serving %s as '%s' with %s once it is fetched",
+            source.redacted(),
+            model_name,
+            backend_name,
+        )
+    COLD_START.labels("process_start", model_name, backend_name).observe(imports_done)
 
     key_hashes = configured_key_hashes(settings)
-    backend = create_backend(choice, location, settings, model_name)
     service = GenerationService(
         backend,
-        backend_name=choice.kind.value,
+        backend_name=backend_name,
         model_name=model_name,
         limits=request_limits(settings),
         # Running slots follow the engine's parallelism once it is loaded.
@@ -126,7 +149,31 @@ def build_model(settings: Settings) -> KzeroModel:
         )
         logger.info("API keys: %d configured; inference routes need a Bearer key", len(key_hashes))
     shutdown = Shutdown(service, drain_timeout_s=settings.drain_timeout_s)
-    return KzeroModel(model_name, service, selection_reason=choice.reason, shutdown=shutdown)
+    return KzeroModel(
+        model_name, service, selection_reason=reason, shutdown=shutdown, fetch_backend=fetch
+    )
+
+
+async def fetch_backend(
+    settings: Settings, model_name: str, planned: BackendKind
+) -> tuple[Backend, str]:
+    """Fetch a remote model after the port opened; its backend and why it was chosen.
+
+    Raises ``CacheError`` when the bytes cannot be fetched, ``BackendLoadError``
+    when the files are not what the planned backend serves.
+    """
+    resolution = await resolve_in_background(settings, model_name, planned.value)
+    location = await asyncio.to_thread(locate_model, resolution.path)
+    choice = choose_backend(settings.backend, location)
+    if choice.kind is not planned:
+        raise BackendLoadError(
+            f"{location.path} needs {choice.kind.value}, but the metrics already name "
+            f"{planned.value}: give --backend {choice.kind.value}"
+        )
+    logger.info(
+        "fetched %s; serving it with %s: %s", location.path, choice.kind.value, choice.reason
+    )
+    return create_backend(choice, location, settings, model_name), choice.reason
 
 
 def request_limits(settings: Settings) -> RequestLimits:

@@ -6,12 +6,14 @@ evenly between them, so one long conversation can never starve another of
 cells). Every step builds one ``llama_batch`` with the next token of every
 decoding sequence plus a chunk of a newcomer's prompt, runs one
 ``llama_decode`` and samples each sequence's next token with its own C-side
-sampler chain. Requests join and leave between steps.
+sampler chain (greedy requests take the argmax of their logits row).
+Requests join and leave between steps.
 
 No per-token work happens in Python beyond filling the batch and turning the
-sampled token into bytes: logits never leave C (``llama_sampler_sample``
-reads them in place), unlike ``Llama.generate``, which copies every vocabulary
-logit into numpy per token.
+sampled token into bytes: logits are never copied (``llama_sampler_sample``
+reads them in place, and greedy decoding takes the argmax of a numpy view of
+llama.cpp's logits row), unlike ``Llama.generate``, which copies every
+vocabulary logit into numpy per token.
 
 One thread owns the context (llama.cpp contexts are not thread-safe); other
 threads only tokenize, which reads the immutable vocabulary.
@@ -28,6 +30,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from predictor.backends.base import (
     BackendDeadError,
@@ -105,7 +109,7 @@ class _Sequence:
     prompt: list[int]
     options: SamplingOptions
     emit: Emit
-    sampler: Any
+    sampler: Any | None  # None: greedy (temperature 0), see LlamaEngine._greedy
     prefilled: int = 0
     n_past: int = 0
     last_token: int = -1
@@ -151,6 +155,7 @@ class LlamaEngine:
         if not self._model:
             raise BackendLoadError(f"llama.cpp failed to load {model_path}")
         self._vocab = lib.llama_model_get_vocab(self._model)
+        self._n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
         config = self.config
         params = lib.llama_context_default_params()
         params.n_ctx = config.n_parallel * config.n_ctx_per_seq
@@ -249,7 +254,7 @@ class LlamaEngine:
         self._thread.join()
         lib = self._lib
         for sequence in self._active:
-            lib.llama_sampler_free(sequence.sampler)
+            self._free_sampler(sequence)
         self._active.clear()
         if self._batch is not None:
             lib.llama_batch_free(self._batch)
@@ -298,12 +303,11 @@ class LlamaEngine:
             )
             request.emit.started()
 
-    def _new_sampler(self, options: SamplingOptions) -> Any:
+    def _new_sampler(self, options: SamplingOptions) -> Any | None:
+        if options.temperature == 0.0:
+            return None  # greedy: _greedy needs no sampler state
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        if options.temperature == 0.0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-            return chain
         # OpenAI semantics: only top_p and temperature shape the distribution
         # (no top_k, min_p or typical sampling), in llama.cpp's usual order.
         if options.top_p < 1.0:
@@ -316,10 +320,15 @@ class LlamaEngine:
     def _release(self, sequence: _Sequence) -> None:
         lib = self._lib
         lib.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
-        lib.llama_sampler_free(sequence.sampler)
+        self._free_sampler(sequence)
         self._active.remove(sequence)
         with self._lock:
             heapq.heappush(self._free_seq_ids, sequence.seq_id)
+
+    def _free_sampler(self, sequence: _Sequence) -> None:
+        if sequence.sampler is not None:
+            self._lib.llama_sampler_free(sequence.sampler)
+            sequence.sampler = None
 
     def _drop_cancelled(self) -> None:
         for sequence in [s for s in self._active if s.emit.cancelled()]:
@@ -370,9 +379,23 @@ class LlamaEngine:
             if sequence.logits_index < 0:
                 continue
             index, sequence.logits_index = sequence.logits_index, -1
-            token = self._lib.llama_sampler_sample(sequence.sampler, self._ctx, index)
+            if sequence.sampler is None:
+                token = self._greedy(index)
+            else:
+                token = self._lib.llama_sampler_sample(sequence.sampler, self._ctx, index)
             if self._deliver(sequence, token):
                 self._release(sequence)
+
+    def _greedy(self, index: int) -> int:
+        """The most likely token of batch position ``index``.
+
+        The same choice as llama.cpp's greedy sampler (the first of equal
+        maxima), but llama_sampler_sample first copies the whole vocabulary
+        into a candidate array: 0.2 ms per token for a 49k vocabulary on 2
+        cores, against 10 us for an argmax over a view of the logits row.
+        """
+        row = self._lib.llama_get_logits_ith(self._ctx, index)
+        return int(np.ctypeslib.as_array(row, shape=(self._n_vocab,)).argmax())
 
     @staticmethod
     def _add(batch: Any, index: int, token: int, position: int, seq_id: int, logits: bool) -> None:

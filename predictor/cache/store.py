@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,20 +117,32 @@ class ModelCache:
 
     # -- resolving ---------------------------------------------------------
 
-    def resolve(self, uri: ModelURI, *, verify: bool) -> Resolution:
+    def resolve(
+        self, uri: ModelURI, *, verify: bool, downloading: Callable[[], None] | None = None
+    ) -> Resolution:
         """Serve-time resolution: local URIs in place, remote ones through the cache.
 
         ``verify`` re-hashes a cached entry before it is used; a corrupt entry
         is fetched again (or, on a read-only cache, fails the start).
+        ``downloading`` is called once this process holds the fetch lock and
+        starts to download: the lookup is a miss from then on, while the
+        download may take minutes.
         """
         if not uri.is_remote:
             path = uri.local_path()
             if not path.exists():
                 raise CacheError(f"model not found: {path}")
             return Resolution(path, "local")
-        return self.ensure(uri, verify=verify)
+        return self.ensure(uri, verify=verify, downloading=downloading)
 
-    def ensure(self, uri: ModelURI, *, verify: bool, force: bool = False) -> Resolution:
+    def ensure(
+        self,
+        uri: ModelURI,
+        *,
+        verify: bool,
+        force: bool = False,
+        downloading: Callable[[], None] | None = None,
+    ) -> Resolution:
         """The complete entry for ``uri``, fetched now when missing (``force``: always)."""
         started = time.monotonic()
         self._hold_use(uri.key)
@@ -152,7 +164,7 @@ class ModelCache:
                 "; ".join(problems),
             )
             try:
-                return self._fetch_once(uri, force=True, seconds=seconds)
+                return self._fetch_once(uri, force=True, seconds=seconds, downloading=downloading)
             except CacheError as exc:
                 raise CacheError(
                     f"the cached copy of {entry.uri} is damaged ({'; '.join(problems)}) and "
@@ -163,7 +175,7 @@ class ModelCache:
                 f"{uri.redacted()} is not in the cache at {self.root}, which is read-only here: "
                 "warm it first ('kzero cache warm', the chart's warm Job)"
             )
-        return self._fetch_once(uri, force=force, seconds=seconds)
+        return self._fetch_once(uri, force=force, seconds=seconds, downloading=downloading)
 
     def _timed_problems(self, entry: Entry, verify: bool, seconds: dict[str, float]) -> list[str]:
         started = time.monotonic()
@@ -172,7 +184,14 @@ class ModelCache:
             seconds["verify"] = time.monotonic() - started
         return problems
 
-    def _fetch_once(self, uri: ModelURI, *, force: bool, seconds: dict[str, float]) -> Resolution:
+    def _fetch_once(
+        self,
+        uri: ModelURI,
+        *,
+        force: bool,
+        seconds: dict[str, float],
+        downloading: Callable[[], None] | None,
+    ) -> Resolution:
         self._make_dirs()
         # Seconds waited when the last "waiting" line went out; None: never waited.
         logged_at: float | None = None
@@ -196,6 +215,8 @@ class ModelCache:
                 self._touch(entry)
                 return Resolution(entry.model_path, "hit", seconds=seconds)
             self._discard_leftovers(uri.key)
+            if downloading is not None:
+                downloading()
             started = time.monotonic()
             files, downloaded = self._fetch_into_entry(uri)
             seconds["download"] = time.monotonic() - started

@@ -13,13 +13,19 @@ CHUNK_BYTES = 256 * 1024
 
 
 class Origin:
-    """Serves ``files`` (URL path -> bytes). ``rate`` limits bytes/s per response."""
+    """Serves ``files`` (URL path -> bytes). ``rate`` limits bytes/s per response;
+    ``hold``, when given, stops every response after its first chunk until it is set."""
 
     def __init__(
-        self, files: dict[str, bytes], rate: float | None = None, declare_length: bool = True
+        self,
+        files: dict[str, bytes],
+        rate: float | None = None,
+        declare_length: bool = True,
+        hold: threading.Event | None = None,
     ) -> None:
         self.files = files
         self.rate = rate
+        self.hold = hold
         # Without Content-Length the body ends when the connection closes, so the
         # client learns the size only by reading it all.
         self.declare_length = declare_length
@@ -46,6 +52,8 @@ class Origin:
                         self.wfile.write(body[offset : offset + CHUNK_BYTES])
                         if origin.rate:
                             time.sleep(CHUNK_BYTES / origin.rate)
+                        if origin.hold is not None:
+                            origin.hold.wait()
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client went away (killed mid-transfer)
                 with origin._lock:
@@ -68,10 +76,15 @@ class Origin:
 
 @contextmanager
 def serving(
-    files: dict[str, bytes], rate: float | None = None, declare_length: bool = True
+    files: dict[str, bytes],
+    rate: float | None = None,
+    declare_length: bool = True,
+    hold: threading.Event | None = None,
 ) -> Iterator[Origin]:
-    origin = Origin(files, rate, declare_length)
+    origin = Origin(files, rate, declare_length, hold)
     try:
         yield origin
     finally:
+        if hold is not None:
+            hold.set()  # let held responses end, so that the server's threads can stop
         origin.close()

@@ -74,3 +74,47 @@ def test_report_without_a_cold_start_says_where_to_get_one(
 def test_report_names_an_unreachable_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
     assert report_main(["--prometheus", "http://127.0.0.1:9", "--cold_start_s", "1"]) == 2
     assert "cannot query http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def _coldstart_file(tmp_path: Path) -> Path:
+    path = tmp_path / "coldstart.json"
+    runs = [
+        {"state": state, "ready_s": ready, "first_token_s": ready + 0.1, "phases": {}}
+        for state, ready in (("miss", 9.0), ("hit", 3.0), ("hot", 1.0), ("hit", 2.0), ("hit", 2.5))
+    ]
+    path.write_text(json.dumps({"facts": {"date_utc": "2026-11-29T00:00:00+00:00"}, "runs": runs}))
+    return path
+
+
+def test_report_bills_the_median_cache_hit_cold_start_and_the_benchs_batching(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "report"
+    args = [
+        "--bench",
+        str(_bench_file(tmp_path, 40.0)),
+        "--coldstart",
+        str(_coldstart_file(tmp_path)),
+    ]
+    assert report_main([*args, "--out", str(out), "--no_progress"]) == 0
+    text = (out / "README.md").read_text()
+    assert "Cold start: 2.50 s (median ready time of 3 cache-hit starts in coldstart.json" in text
+    assert "decodes up to 4 requests together (aggregate 40.0 tok/s at 4" in text
+
+
+def test_a_tokens_per_s_override_drops_the_benchs_batched_figures(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    bench = str(_bench_file(tmp_path, 40.0))
+    args = ["--bench", bench, "--cold_start_s", "2", "--tokens_per_s", "20", "--parallel", "4"]
+    assert report_main([*args, "--out", str(out), "--no_progress"]) == 0
+    assert "decodes up to 4 requests together at no gain" in (out / "README.md").read_text()
+
+
+def test_a_coldstart_file_without_cache_hits_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "coldstart.json"
+    path.write_text(json.dumps({"runs": [{"state": "miss", "ready_s": 9.0}]}))
+    args = ["--bench", str(_bench_file(tmp_path, 40.0)), "--coldstart", str(path)]
+    assert report_main(args) == 2
+    assert "no 'hit' runs" in capsys.readouterr().err

@@ -49,6 +49,56 @@ def test_warm_pod_with_min_scale_one_never_cold_starts_and_bills_the_whole_time(
     assert result.pod_seconds == pytest.approx(200.0, abs=2.0)
 
 
+def test_aggregate_throughput_is_interpolated_between_measured_levels_and_flat_beyond() -> None:
+    pod = PodModel(10.0, 0.0, parallel=8, batched_tokens_per_s={4: 20.0, 8: 24.0})
+    assert pod.aggregate_tokens_per_s(1) == 10.0
+    assert pod.aggregate_tokens_per_s(2) == pytest.approx(10.0 + 10.0 / 3)
+    assert pod.aggregate_tokens_per_s(6) == pytest.approx(22.0)
+    assert pod.aggregate_tokens_per_s(8) == 24.0
+    assert PodModel(10.0, 0.0, parallel=8).aggregate_tokens_per_s(5) == 10.0
+    with pytest.raises(ValueError):
+        PodModel(10.0, 0.0, batched_tokens_per_s={1: 12.0})
+
+
+def test_a_batching_pod_shares_its_throughput_between_the_requests_it_decodes() -> None:
+    # Two requests at t = 10 on a warm pod that decodes 2 together at 16 tok/s
+    # in all (8 each) and one alone at 10 tok/s. No prompt cost.
+    config = KpaConfig(target=2, target_utilization=1.0, min_scale=1)
+    batching = PodModel(
+        10.0, 0.0, prefill_tokens_per_s=1e12, parallel=2, batched_tokens_per_s={2: 16.0}
+    )
+    trace = [TraceRequest(10.0, 0, 8), TraceRequest(10.0, 0, 16)]
+    short, long = simulate(trace, batching, config, duration_s=30.0).requests
+    # Both decode their first token in 1/8 s; the short one ends after 8 tokens at 8 tok/s.
+    assert short.first_token_s == pytest.approx(10.125)
+    assert long.first_token_s == pytest.approx(10.125)
+    assert short.end_s == pytest.approx(11.0)
+    # The long one has 8 tokens left and then decodes alone at 10 tok/s.
+    assert long.end_s == pytest.approx(11.8)
+    # One at a time, the second waits for the first: 10.8, then 1.6 s more.
+    serial = PodModel(10.0, 0.0, prefill_tokens_per_s=1e12)
+    first, second = simulate(trace, serial, config, duration_s=30.0).requests
+    assert first.end_s == pytest.approx(10.8)
+    assert second.first_token_s == pytest.approx(10.9)
+    assert second.end_s == pytest.approx(12.4)
+
+
+def test_requests_beyond_the_parallel_slots_queue_in_the_pod_and_prompts_share_it_too() -> None:
+    # Three requests, two slots; prompts of 100 tokens at 1000 tok/s prefill
+    # cost 1 token of work each (0.1 s alone). Alone or together: 10 tok/s in all.
+    config = KpaConfig(target=3, target_utilization=1.0, min_scale=1)
+    pod = PodModel(10.0, 0.0, prefill_tokens_per_s=1000.0, parallel=2)
+    trace = [TraceRequest(10.0, 100, 4) for _ in range(3)]
+    a, b, c = simulate(trace, pod, config, duration_s=30.0).requests
+    # a and b share 10 tok/s: 5 each. First token after 2 units (prompt + 1): 0.4 s;
+    # done after 5 units: 1.0 s. c starts then, alone: 0.2 s to its first token.
+    assert (a.first_token_s, b.first_token_s) == pytest.approx((10.4, 10.4))
+    assert (a.end_s, b.end_s) == pytest.approx((11.0, 11.0))
+    assert c.start_s == pytest.approx(11.0)
+    assert c.first_token_s == pytest.approx(11.2)
+    assert c.end_s == pytest.approx(11.5)
+
+
 def test_a_burst_scales_out_through_panic_mode() -> None:
     trace = [TraceRequest(0.1 * i, 0, 100) for i in range(20)]  # 20 requests in 2 s
     result = simulate(trace, POD, KpaConfig(target=1))
