@@ -64,6 +64,7 @@ class KzeroModel(Model):
         self._fetch_backend = fetch_backend
         service.on_engine_failure = lambda error: shutdown.fail(f"{type(error).__name__}: {error}")
         self._background: set[asyncio.Task[None]] = set()
+        self._loading: asyncio.Task[None] | None = None
         # True only so ModelServer.start registers us; start() clears it.
         self.ready = True
         self.engine = True
@@ -80,6 +81,13 @@ class KzeroModel(Model):
         exits non-zero once uvicorn has stopped, instead of serving 503 forever.
         """
         self._in_background(self.shutdown.install())
+        self._loading = asyncio.create_task(self._fetch_and_load())
+        # KServe gathers this coroutine with the HTTP server and waits for both,
+        # so a SIGTERM during a minutes-long download or vLLM start must end it:
+        # stop() cancels the loading, and asyncio.wait returns instead of raising.
+        await asyncio.wait({self._loading})
+
+    async def _fetch_and_load(self) -> None:
         if self._fetch_backend is not None:
             try:
                 self.service.backend, self.selection_reason = await self._fetch_backend()
@@ -151,9 +159,13 @@ class KzeroModel(Model):
         )
 
     def stop(self) -> None:
-        """KServe's unload, after uvicorn stopped: nothing may be admitted any more."""
+        """KServe's unload, after uvicorn stopped: nothing may be admitted any more,
+        and a load still in progress is abandoned."""
         self.ready = False
         self.service.begin_drain()
+        if self._loading is not None and not self._loading.done():
+            logger.info("stopping before the model was ready: abandoning the load")
+            self._loading.cancel()
 
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None

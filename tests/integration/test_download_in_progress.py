@@ -4,12 +4,14 @@ A remote GGUF is fetched after the port opens (predictor/model_source.py), so
 while the download runs /metrics already shows the cache miss, readiness
 answers 503, and a real Prometheus evaluating dashboards/rules/kzero-rules.yaml
 puts the alert in pending (its `for: 30m` is what would fire it). Once the
-download completes the pod becomes ready and the alert resolves.
+download completes the pod becomes ready and the alert resolves. A SIGTERM
+mid-download stops the pod at once, and the next pod completes the fetch.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cache_helpers import MODEL_FILE, SERVED_NAME, answers, lookups, model_data
+from .cache_helpers import MODEL_FILE, SERVED_NAME, answers, entry_files, lookups, model_data
 from .metrics_scrape import scrape
 from .origin import serving
 from .prometheus_process import PrometheusProcess
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.integration
 RULES = Path(__file__).resolve().parents[2] / "dashboards" / "rules" / "kzero-rules.yaml"
 PATH = f"/models/{MODEL_FILE}"
 ALERT = 'ALERTS{alertname="KzeroCacheDownloadFailing"}'
+# Far above a drain with nothing in flight; a stop that waited for the held download never ends.
+STOP_TIMEOUT_S = 60.0
 
 
 def _download_phases(url: str) -> float:
@@ -81,3 +85,30 @@ def test_a_download_in_progress_is_scraped_and_pends_the_download_alert(tmp_path
             if prometheus is not None:
                 prometheus.stop()
             server.stop()
+
+
+def test_sigterm_during_a_download_stops_the_pod_and_the_next_one_completes_it(
+    tmp_path: Path,
+) -> None:
+    release = threading.Event()
+    with serving({PATH: model_data()}, hold=release) as origin:
+        server = PredictorProcess(["--model", origin.url + PATH, "--cache-dir", str(tmp_path)])
+        try:
+            wait_for_200(server.process, f"{server.url}/metrics", "predictor", server.log)
+            _wait_for_miss(server)
+            server.process.send_signal(signal.SIGTERM)
+            # Held forever, the download must not hold the process: it exits after
+            # the drain (nothing to drain), not when the download would end.
+            assert server.wait_exit(timeout=STOP_TIMEOUT_S) == 0, server.log()
+            assert "abandoning the load" in server.log()
+        finally:
+            server.stop()
+        assert entry_files(tmp_path) == []
+        release.set()
+        successor = PredictorProcess(["--model", origin.url + PATH, "--cache-dir", str(tmp_path)])
+        try:
+            successor.wait_ready(SERVED_NAME)
+            assert answers(successor.url)
+            assert origin.completed[PATH] == 1
+        finally:
+            successor.stop()
