@@ -7,8 +7,11 @@ managed instance), so it occupies its pod for ``tokens / tokens_per_s`` seconds.
 Self-hosted assumptions (they are stated in every table this module feeds):
 - a pod pays its share of a node's on-demand price for as long as it exists;
   the node's other shares go to other pods (a shared, bin-packed cluster);
-- one pod decodes one request at a time (llama.cpp), and the autoscaler keeps
-  pods at most ``max_utilization`` busy (Knative's target utilization);
+- a request holds its pod for its whole decode at the single-stream tokens/s,
+  and the autoscaler keeps pods at most ``max_utilization`` busy (Knative's
+  target utilization). kzero's llama.cpp engine decodes several requests
+  together, so under load this overstates the cost; ``simulator`` models the
+  batching;
 - scale-to-zero: a pod lives on for ``idle_before_zero_s`` after its last
   request (the KPA's stable window plus the scale-to-zero grace period), and a
   request that finds no pod pays a cold start, billed too.

@@ -27,8 +27,8 @@ class KpaConfig:
     """Knative's config-autoscaler defaults, plus the per-pod target of the service."""
 
     # Per-pod concurrency target: the service's containerConcurrency (or the
-    # autoscaling.knative.dev/target annotation). Knative's default is 100; a
-    # llama.cpp pod decodes one request at a time, so kzero's CPU preset uses 1.
+    # autoscaling.knative.dev/target annotation). Knative's default is 100;
+    # the chart's default is 2 and its latency-first preset's 1.
     target: float = 100.0
     target_utilization: float = 0.70
     stable_window_s: float = 60.0

@@ -13,6 +13,7 @@ so only the pages of the header are touched (about 5 MB for a 256k vocabulary).
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import struct
 from dataclasses import dataclass
@@ -273,6 +274,18 @@ def _tensor_info(reader: _Reader, alignment: int) -> TensorInfo:
     return TensorInfo(name, shape, ggml_type, offset, nbytes)
 
 
+def _refuse_overlaps(tensors: list[TensorInfo]) -> None:
+    """Every tensor owns its bytes: llama.cpp's writer lays them out back to back,
+    and two tensors sharing bytes can only be a corrupt or crafted file."""
+    by_offset = sorted(tensors, key=lambda info: info.offset)
+    for first, second in itertools.pairwise(by_offset):
+        if first.offset + first.nbytes > second.offset:
+            raise GGUFError(
+                f"tensors {first.name!r} and {second.name!r} overlap in the data section "
+                f"(offsets {first.offset:,} and {second.offset:,})"
+            )
+
+
 def read_gguf_metadata(path: str | Path) -> GGUFMetadata:
     """Parse and check the header of ``path``; raise ``GGUFError`` with the reason if invalid.
 
@@ -331,6 +344,7 @@ def _parse(buffer: Any, size: int) -> GGUFMetadata:
                 f"file is truncated: tensor {info.name!r} ends at byte {end:,} "
                 f"but the file has {size:,} bytes"
             )
+    _refuse_overlaps(tensors)
     return GGUFMetadata(
         version=version,
         tensor_count=tensor_count,

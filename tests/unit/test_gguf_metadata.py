@@ -172,6 +172,19 @@ def test_duplicate_tensor_names_are_rejected(tmp_path: Path):
         read_gguf_metadata(write(tmp_path, data))
 
 
+def test_tensors_sharing_bytes_are_rejected(tmp_path: Path):
+    table = tensor_info("a", (16,), F32, 0) + tensor_info("b", (8,), F32, 32)
+    data = gguf_header(VALID, tensor_count=2) + table + b"\0" * 4096
+    with pytest.raises(GGUFError, match="tensors 'a' and 'b' overlap"):
+        read_gguf_metadata(write(tmp_path, data))
+
+
+def test_tensors_back_to_back_are_accepted(tmp_path: Path):
+    table = tensor_info("a", (8,), F32, 0) + tensor_info("b", (8,), F32, 32)
+    data = gguf_header(VALID, tensor_count=2) + table + b"\0" * 4096
+    assert [t.name for t in read_gguf_metadata(write(tmp_path, data)).tensors] == ["a", "b"]
+
+
 def test_an_overlong_tensor_name_is_rejected(tmp_path: Path):
     data = gguf_model(VALID, [("x" * 64, (4,), F32)])
     with pytest.raises(GGUFError, match="longer than 63 bytes"):
