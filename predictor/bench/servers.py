@@ -59,7 +59,7 @@ class ServerProcess:
             prefix=f"kzero-bench-{name}-", suffix=".log", delete=False
         )
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**server_env(), **(env or {})}
         )
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -91,6 +91,16 @@ class ServerProcess:
                 self.process.wait(timeout=STOP_TIMEOUT_S)
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
+
+
+def server_env() -> dict[str, str]:
+    """This process's environment without kzero's settings (``KZERO_*``).
+
+    The bench's command line is the whole configuration of the server it
+    measures: a ``KZERO_API_KEY`` left in the shell would turn every request
+    into a 401, a ``KZERO_MAX_RUNNING_REQUESTS`` would change the batch.
+    """
+    return {name: value for name, value in os.environ.items() if not name.startswith("KZERO_")}
 
 
 def kzero_command(workload: Workload, port: int) -> list[str]:
