@@ -86,6 +86,8 @@ class KzeroModel(Model):
         # so a SIGTERM during a minutes-long download or vLLM start must end it:
         # stop() cancels the loading, and asyncio.wait returns instead of raising.
         await asyncio.wait({self._loading})
+        if not self._loading.cancelled():
+            self._loading.result()  # an unexpected error surfaces as before
 
     async def _fetch_and_load(self) -> None:
         if self._fetch_backend is not None:
