@@ -58,14 +58,11 @@ def resolve_model(settings: Settings, downloading: Callable[[], None] | None = N
     cache = ModelCache(
         settings.cache_dir or default_cache_dir(),
         max_bytes=int(settings.cache_max_bytes) if settings.cache_max_bytes else None,
+        downloading=downloading,
     )
     # The cache holds a shared "in use" lock on the entry for the rest of the
     # process's life, so that no prune evicts the model this pod serves.
-    return cache.resolve(
-        parse_model_uri(model_source(settings)),
-        verify=settings.cache_verify,
-        downloading=downloading,
-    )
+    return cache.resolve(parse_model_uri(model_source(settings)), verify=settings.cache_verify)
 
 
 def record_lookup(result: str, model_name: str, backend: str) -> None:
@@ -88,14 +85,11 @@ def record_resolution(
 
 async def resolve_in_background(settings: Settings, model_name: str, backend: str) -> Resolution:
     """``resolve_model`` off the event loop, exporting the miss as soon as a download starts."""
-    downloading = threading.Event()
-
-    def started() -> None:
-        downloading.set()
-        record_lookup("miss", model_name, backend)
-
-    resolution = await in_daemon_thread(lambda: resolve_model(settings, started))
-    record_resolution(resolution, model_name, backend, lookup_recorded=downloading.is_set())
+    resolution = await in_daemon_thread(
+        lambda: resolve_model(settings, lambda: record_lookup("miss", model_name, backend))
+    )
+    # A miss is exactly a download this process started: exported then already.
+    record_resolution(resolution, model_name, backend, lookup_recorded=resolution.result == "miss")
     return resolution
 
 

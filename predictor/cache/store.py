@@ -58,7 +58,9 @@ class ModelCache:
 
     ``max_bytes`` is the size budget for complete entries (None: the volume's
     free space is the limit). ``progress_bar`` draws a terminal bar instead of
-    periodic log lines.
+    periodic log lines. ``downloading`` is called when this process, holding
+    the fetch lock, starts a download: the lookup is a miss from then on,
+    while the download itself may take minutes.
     """
 
     def __init__(
@@ -68,10 +70,12 @@ class ModelCache:
         max_bytes: int | None = None,
         progress_bar: bool = False,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        downloading: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self._progress_bar = progress_bar
+        self._downloading = downloading
         self._lock_timeout_s = lock_timeout_s
         self._entries = root / "entries"
         self._tmp = root / "tmp"
@@ -117,32 +121,20 @@ class ModelCache:
 
     # -- resolving ---------------------------------------------------------
 
-    def resolve(
-        self, uri: ModelURI, *, verify: bool, downloading: Callable[[], None] | None = None
-    ) -> Resolution:
+    def resolve(self, uri: ModelURI, *, verify: bool) -> Resolution:
         """Serve-time resolution: local URIs in place, remote ones through the cache.
 
         ``verify`` re-hashes a cached entry before it is used; a corrupt entry
         is fetched again (or, on a read-only cache, fails the start).
-        ``downloading`` is called once this process holds the fetch lock and
-        starts to download: the lookup is a miss from then on, while the
-        download may take minutes.
         """
         if not uri.is_remote:
             path = uri.local_path()
             if not path.exists():
                 raise CacheError(f"model not found: {path}")
             return Resolution(path, "local")
-        return self.ensure(uri, verify=verify, downloading=downloading)
+        return self.ensure(uri, verify=verify)
 
-    def ensure(
-        self,
-        uri: ModelURI,
-        *,
-        verify: bool,
-        force: bool = False,
-        downloading: Callable[[], None] | None = None,
-    ) -> Resolution:
+    def ensure(self, uri: ModelURI, *, verify: bool, force: bool = False) -> Resolution:
         """The complete entry for ``uri``, fetched now when missing (``force``: always)."""
         started = time.monotonic()
         self._hold_use(uri.key)
@@ -164,7 +156,7 @@ class ModelCache:
                 "; ".join(problems),
             )
             try:
-                return self._fetch_once(uri, force=True, seconds=seconds, downloading=downloading)
+                return self._fetch_once(uri, force=True, seconds=seconds)
             except CacheError as exc:
                 raise CacheError(
                     f"the cached copy of {entry.uri} is damaged ({'; '.join(problems)}) and "
@@ -175,7 +167,7 @@ class ModelCache:
                 f"{uri.redacted()} is not in the cache at {self.root}, which is read-only here: "
                 "warm it first ('kzero cache warm', the chart's warm Job)"
             )
-        return self._fetch_once(uri, force=force, seconds=seconds, downloading=downloading)
+        return self._fetch_once(uri, force=force, seconds=seconds)
 
     def _timed_problems(self, entry: Entry, verify: bool, seconds: dict[str, float]) -> list[str]:
         started = time.monotonic()
@@ -184,14 +176,7 @@ class ModelCache:
             seconds["verify"] = time.monotonic() - started
         return problems
 
-    def _fetch_once(
-        self,
-        uri: ModelURI,
-        *,
-        force: bool,
-        seconds: dict[str, float],
-        downloading: Callable[[], None] | None,
-    ) -> Resolution:
+    def _fetch_once(self, uri: ModelURI, *, force: bool, seconds: dict[str, float]) -> Resolution:
         self._make_dirs()
         # Seconds waited when the last "waiting" line went out; None: never waited.
         logged_at: float | None = None
@@ -215,8 +200,8 @@ class ModelCache:
                 self._touch(entry)
                 return Resolution(entry.model_path, "hit", seconds=seconds)
             self._discard_leftovers(uri.key)
-            if downloading is not None:
-                downloading()
+            if self._downloading is not None:
+                self._downloading()
             started = time.monotonic()
             files, downloaded = self._fetch_into_entry(uri)
             seconds["download"] = time.monotonic() - started
