@@ -1,8 +1,8 @@
-"""Admission control: how many requests may run and wait, and when to say 429.
+"""Admission control: how many requests may run and wait, and when to refuse one.
 
 A request is admitted after it passed validation and before its response
-starts, so a full server answers 429 with ``Retry-After`` while it still can
-choose the status code. Admitted requests take one of ``max_running`` engine
+starts, so a full server refuses it (the doors answer 429 with ``Retry-After``)
+while the door can still choose the status. Admitted requests take one of ``max_running`` engine
 slots in arrival order; the rest wait. Bounding the queue turns a burst into
 fast, retryable refusals instead of requests that time out after minutes.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from predictor.openai.errors import TooManyRequests
+from predictor.errors import Overloaded
 
 
 class Ticket:
@@ -64,9 +64,9 @@ class Admission:
         return self._in_flight
 
     def admit(self) -> Ticket:
-        """A ticket for one more request, or ``TooManyRequests`` (429) when full."""
+        """A ticket for one more request; ``Overloaded`` when full."""
         if self._in_flight >= self.max_running + self.max_queued:
-            raise TooManyRequests(
+            raise Overloaded(
                 f"the server is at its limit of {self.max_running} running and "
                 f"{self.max_queued} queued requests; retry shortly"
             )

@@ -118,11 +118,11 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
         first = exc.errors(include_input=False, include_url=False)[0]
         logger.error("invalid setting %s: %s", ".".join(map(str, first["loc"])), first["msg"])
         return 2
-    from predictor.server import build_model, run
+    from predictor.assembly import build_predictor, serve
 
     try:
-        model = build_model(settings)
-        return run(
+        model = build_predictor(settings)
+        return serve(
             model,
             http_port=args.http_port,
             enable_grpc=args.enable_grpc,

@@ -1,12 +1,12 @@
-"""The ``kserve.Model``: lifecycle, readiness and KServe's v1 ``:predict``.
+"""The KServe door: the ``kserve.Model`` lifecycle hooks, readiness, and v1 ``:predict``.
 
 KServe 0.21's ``ModelServer.start`` registers only models whose ``ready`` flag
 is set at that moment, calls their ``start()``, then runs ``start_engine()``
-next to uvicorn, so the port opens while the model loads. So ``ready`` is True
-for registration only; ``start()`` clears it, and ``start_engine()`` sets it
-again after the load and a one-token warm-up. ``healthy()``, which every KServe
-readiness endpoint calls (``/v1/models/<name>``, ``/v2/models/<name>/ready``),
-follows it: 503 while loading, 200 after, and Knative keeps traffic away until then.
+next to uvicorn, so the port opens while the model loads. ``ready`` is True
+for registration only; the lifecycle says whether the model serves, and
+``healthy()``, which every KServe readiness endpoint calls
+(``/v1/models/<name>``, ``/v2/models/<name>/ready``), reads it: 503 while
+loading, 200 after, and Knative keeps traffic away until then.
 """
 
 from __future__ import annotations
@@ -17,18 +17,28 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.backends.base import Backend, Prompt, SamplingOptions
-from predictor.generation import GenerationService, ServingState, new_completion
+from predictor.backends.base import Prompt, SamplingOptions
+from predictor.backends.open import OpenedBackend
+from predictor.errors import (
+    InvalidParam,
+    NotReady,
+    Overloaded,
+    RequestTimedOut,
+    ServingError,
+    Unavailable,
+)
+from predictor.generation import GenerationService, Prepared
+from predictor.lifecycle import Lifecycle
 from predictor.metrics import BACKEND_INFO, COLD_START
-from predictor.openai.errors import OpenAIError
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from predictor.openai.serving import usage_body
 from predictor.process_clock import seconds_since_process_start
-from predictor.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +50,45 @@ PREDICT_HELP = (
     "with optional max_tokens, temperature, top_p, seed and stop per instance"
 )
 
+# Opens a remote model fetched after the port opened (model_plan.open_after_port).
+OpenAfterPort = Callable[[], Awaitable[OpenedBackend]]
 
-# Fetches a remote model after the port opened: its backend, and why it was chosen.
-BackendFetch = Callable[[], Awaitable[tuple[Backend, str]]]
+
+class PredictError(Exception):
+    """A ``:predict`` refusal KServe has no exception for (429, 503 with Retry-After, 504).
+
+    Answered in KServe's own error shape, ``{"error": message}``, by
+    ``predict_error_handler``.
+    """
+
+    def __init__(self, error: ServingError, status: int) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.retry_after = error.retry_after if isinstance(error, Unavailable) else None
+
+
+def kserve_error(error: ServingError) -> Exception:
+    """The KServe door's mapping: bad input is KServe's 400, the rest keeps its meaning."""
+    if isinstance(error, InvalidParam):
+        return InvalidInput(error.message)
+    if isinstance(error, Overloaded):
+        return PredictError(error, 429)
+    if isinstance(error, Unavailable):
+        return PredictError(error, 503)  # loading, draining, a dead engine
+    if isinstance(error, RequestTimedOut):
+        return PredictError(error, 504)
+    return PredictError(error, 500)
+
+
+async def predict_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PredictError)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return Response(
+        orjson.dumps({"error": str(exc)}),
+        status_code=exc.status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 class KzeroModel(Model):
@@ -50,28 +96,22 @@ class KzeroModel(Model):
 
     def __init__(
         self,
-        name: str,
         service: GenerationService,
+        lifecycle: Lifecycle,
         *,
         selection_reason: str,
-        shutdown: Shutdown,
-        fetch_backend: BackendFetch | None = None,
+        open_after_port: OpenAfterPort | None = None,
     ) -> None:
-        super().__init__(name)
+        super().__init__(service.model_name)
         self.service = service
+        self.lifecycle = lifecycle
         self.selection_reason = selection_reason
-        self.shutdown = shutdown
-        self._fetch_backend = fetch_backend
-        service.on_engine_failure = lambda error: shutdown.fail(f"{type(error).__name__}: {error}")
+        self._open_after_port = open_after_port
         self._background: set[asyncio.Task[None]] = set()
         self._loading: asyncio.Task[None] | None = None
-        # True only so ModelServer.start registers us; start() clears it.
+        # True only so that ModelServer.start registers us; healthy() decides readiness.
         self.ready = True
         self.engine = True
-
-    def start(self) -> None:
-        """Called by ModelServer right after registration: not ready until loaded."""
-        self.ready = False
 
     async def start_engine(self) -> None:
         """Fetch the model if it comes after the port, load the weights, run a
@@ -80,7 +120,7 @@ class KzeroModel(Model):
         A failure here is the engine failing: one log line, and the process
         exits non-zero once uvicorn has stopped, instead of serving 503 forever.
         """
-        self._in_background(self.shutdown.install())
+        self._in_background(self.lifecycle.supervise(self.service))
         self._loading = asyncio.create_task(self._fetch_and_load())
         # KServe gathers this coroutine with the HTTP server and waits for both,
         # so a SIGTERM during a minutes-long download or vLLM start must end it:
@@ -90,12 +130,13 @@ class KzeroModel(Model):
             self._loading.result()  # an unexpected error surfaces as before
 
     async def _fetch_and_load(self) -> None:
-        if self._fetch_backend is not None:
+        if self._open_after_port is not None:
             try:
-                self.service.backend, self.selection_reason = await self._fetch_backend()
+                opened = await self._open_after_port()
             except Exception as exc:
-                self.shutdown.fail(f"cannot fetch the model: {exc}")
+                self.lifecycle.fail(f"cannot fetch the model: {exc}")
                 return
+            self.service.backend, self.selection_reason = opened.backend, opened.reason
         load_started = time.perf_counter()
         backend = self.service.backend
         try:
@@ -103,7 +144,7 @@ class KzeroModel(Model):
             load_s = time.perf_counter() - load_started
             await self._warm_up()
         except Exception as exc:
-            self.shutdown.fail(f"cannot load the model: {exc}")
+            self.lifecycle.fail(f"cannot load the model: {exc}")
             return
         labels = (self.name, self.service.backend_name)
         COLD_START.labels("load", *labels).observe(load_s)
@@ -112,8 +153,7 @@ class KzeroModel(Model):
         BACKEND_INFO.labels(
             info.backend, info.device, self.name, info.quantization, self.selection_reason
         ).set(1)
-        self.service.mark_ready()
-        self.ready = True
+        self.lifecycle.mark_ready()
         self._in_background(self._watch_engine())
         ready_after = seconds_since_process_start()
         COLD_START.labels("ready", *labels).observe(ready_after)
@@ -132,13 +172,10 @@ class KzeroModel(Model):
 
     async def _watch_engine(self) -> None:
         """An engine can die between requests (vLLM's engine core process): poll its health."""
-        while self.service.state is ServingState.READY:
+        while self.lifecycle.serving:
             await asyncio.sleep(ENGINE_HEALTH_POLL_S)
-            if (
-                self.service.state is ServingState.READY
-                and not await self.service.backend.healthy()
-            ):
-                self.shutdown.fail("the engine reports itself unhealthy")
+            if self.lifecycle.serving and not await self.service.backend.healthy():
+                self.lifecycle.fail("the engine reports itself unhealthy")
 
     async def _warm_up(self) -> None:
         # One token through the real path pages the weights in and builds the
@@ -154,20 +191,23 @@ class KzeroModel(Model):
 
     async def healthy(self) -> bool:
         """Readiness: false while loading, draining or failed, so Knative routes elsewhere."""
-        return (
-            self.ready
-            and self.service.state is ServingState.READY
-            and await self.service.backend.healthy()
-        )
+        return self.lifecycle.serving and await self.service.backend.healthy()
 
     def stop(self) -> None:
         """KServe's unload, after uvicorn stopped: nothing may be admitted any more,
         and a load still in progress is abandoned."""
-        self.ready = False
-        self.service.begin_drain()
+        self.lifecycle.request_drain()
         if self._loading is not None and not self._loading.done():
             logger.info("stopping before the model was ready: abandoning the load")
             self._loading.cancel()
+
+    def stop_engine(self) -> None:
+        """KServe's unload, after ``stop``: release the engine (vLLM's engine core process)."""
+        try:
+            backend = self.service.backend
+        except NotReady:
+            return  # never fetched: nothing to release
+        self._in_background(backend.shutdown())
 
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
@@ -181,38 +221,33 @@ class KzeroModel(Model):
             predictions = await asyncio.gather(
                 *(self._predict_one(instance) for instance in payload["instances"])
             )
-        except OpenAIError as exc:
-            # 429 and 5xx keep their status and Retry-After; the rest is bad input.
-            if exc.status_code >= 500 or exc.status_code == 429:
-                raise
-            raise InvalidInput(exc.message) from None
+        except ServingError as error:
+            raise kserve_error(error) from None
         return {"predictions": list(predictions)}
 
     async def _predict_one(self, instance: Any) -> dict[str, Any]:
         if not isinstance(instance, dict) or ("prompt" in instance) == ("messages" in instance):
-            raise InvalidInput(
+            error = InvalidParam(
                 f"each instance needs exactly one of prompt or messages: {PREDICT_HELP}"
             )
-        request = {**instance, "model": self.name, "stream": False}
-        prompt: Prompt
-        if "messages" in instance:
-            chat = parse_request(ChatCompletionRequest, request)
-            prompt = await self.service.chat_prompt(chat.message_dicts())
-            params = chat.generation_params()
-        else:
-            text = parse_request(CompletionRequest, request)
-            prompt = await self.service.text_prompt(text.prompt_text())
-            params = text.generation_params()
-        field = "messages" if "messages" in instance else "prompt"
-        options: SamplingOptions = self.service.sampling_options(prompt, params, prompt_field=field)
-        completion = new_completion(prompt)
-        ticket = self.service.admit()
+            self.service.record_refused(error)
+            raise error
+        schema = ChatCompletionRequest if "messages" in instance else CompletionRequest
         try:
-            output = await self.service.complete(prompt, options, completion, ticket)
+            request = parse_request(schema, {**instance, "model": self.name, "stream": False})
+        except ServingError as error:
+            self.service.record_refused(error)
+            raise
+        prepared: Prepared = await self.service.prepare(
+            request.generation_input(), request.generation_params()
+        )
+        try:
+            text = await prepared.text()
         finally:
-            ticket.release()
+            prepared.close()
+        completion = prepared.completion
         return {
-            "text": output,
+            "text": text,
             "finish_reason": completion.finish_reason,
-            "usage": usage_body(completion),
+            "usage": completion.usage(),
         }

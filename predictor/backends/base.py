@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 
 class BackendKind(enum.StrEnum):
@@ -76,12 +76,10 @@ class BackendInfo:
 
     backend: str
     device: str
-    model_path: str
     quantization: str
     context_length: int
     # Requests the engine decodes at once: llama.cpp's sequences, vLLM's max_num_seqs.
     max_parallel: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # Called on the event loop when a request leaves the backend's queue and starts

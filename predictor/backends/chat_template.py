@@ -11,6 +11,7 @@ a ``ChatTemplateError`` (a 400), never a 500 with a traceback.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from jinja2 import TemplateError
@@ -80,6 +81,12 @@ class ChatTemplate:
             raise ChatTemplateError(f"model chat template does not compile: {exc}") from exc
         self._bos_token = bos_token
         self._eos_token = eos_token
+
+    def with_special_tokens(self, *, bos_token: str, eos_token: str) -> ChatTemplate:
+        """The same compiled template, rendering with the engine's BOS and EOS text."""
+        bound = copy.copy(self)
+        bound._bos_token, bound._eos_token = bos_token, eos_token
+        return bound
 
     def render(self, messages: list[dict[str, str]], **extra: Any) -> str:
         """The prompt text for ``messages``, ending with the assistant's turn opener."""

@@ -32,6 +32,7 @@ from predictor.backends.chat_template import ChatTemplate, ChatTemplateError
 from predictor.backends.gguf_metadata import GGUFError, GGUFMetadata, read_gguf_metadata
 from predictor.backends.llamacpp_engine import EngineConfig, LlamaEngine
 from predictor.backends.text_stream import StopTextStream
+from predictor.cpu_quota import usable_cpu_count
 
 logger = logging.getLogger(__name__)
 
@@ -156,18 +157,24 @@ class LlamaCppBackend:
         model_path: str | Path,
         *,
         n_ctx: int | None,
-        n_threads: int,
+        n_threads: int | None,
         n_batch: int,
         n_parallel: int | None,
+        metadata: GGUFMetadata | None = None,
+        chat_template: ChatTemplate | None = None,
     ) -> None:
+        """``metadata`` and ``chat_template``, when given, are what checking the file
+        read already (``select.locate_model``); otherwise ``load`` reads them."""
         self._model_path = Path(model_path)
         self._requested_ctx = n_ctx
-        self._n_threads = n_threads
+        # The container's CPU quota, not the host's cores: more threads than the
+        # quota allows only get throttled.
+        self._n_threads = n_threads or usable_cpu_count()
         self._n_batch = n_batch
         self._requested_parallel = n_parallel
         self._engine: LlamaEngine | None = None
-        self._metadata: GGUFMetadata | None = None
-        self._chat_template: ChatTemplate | None = None
+        self._metadata = metadata
+        self._chat_template = chat_template
         self._bos_text = ""
         self._info: BackendInfo | None = None
         self._jobs: dict[str, _Job] = {}
@@ -186,12 +193,8 @@ class LlamaCppBackend:
         return default_parallel(self._n_threads, context, metadata.kv_bytes_per_token)
 
     async def load(self) -> None:
-        try:
-            self._metadata = await asyncio.to_thread(read_gguf_metadata, self._model_path)
-        except FileNotFoundError as exc:
-            raise BackendLoadError(f"model file not found: {self._model_path}") from exc
-        except GGUFError as exc:
-            raise BackendLoadError(f"cannot load {self._model_path}: {exc}") from exc
+        if self._metadata is None:
+            self._metadata = await self._read_metadata()
         context = resolve_context_length(self._requested_ctx, self._metadata.context_length)
         parallel = self.parallel_for(self._metadata)
         config = EngineConfig(
@@ -206,22 +209,30 @@ class LlamaCppBackend:
         self._info = BackendInfo(
             backend="llamacpp",
             device="cpu",
-            model_path=str(self._model_path),
             quantization=self._metadata.quantization,
             context_length=self._engine.n_ctx_per_seq,
             max_parallel=parallel,
-            extra={"n_threads": self._n_threads, "architecture": self._metadata.architecture},
         )
 
+    async def _read_metadata(self) -> GGUFMetadata:
+        try:
+            return await asyncio.to_thread(read_gguf_metadata, self._model_path)
+        except FileNotFoundError as exc:
+            raise BackendLoadError(f"model file not found: {self._model_path}") from exc
+        except GGUFError as exc:
+            raise BackendLoadError(f"cannot load {self._model_path}: {exc}") from exc
+
     def _prepare_chat_template(self) -> None:
+        """Bind the template to the BOS and EOS text, known once the vocabulary is loaded."""
         assert self._engine is not None and self._metadata is not None
         engine = self._engine
         bos_id, eos_id = engine.bos, engine.eos
         self._bos_text = self._special_piece(bos_id) if bos_id >= 0 else ""
-        source = self._metadata.chat_template
-        if source is not None:
-            self._chat_template = ChatTemplate(
-                source,
+        template = self._chat_template
+        if template is None and self._metadata.chat_template is not None:
+            template = ChatTemplate(self._metadata.chat_template)
+        if template is not None:
+            self._chat_template = template.with_special_tokens(
                 bos_token=self._bos_text,
                 eos_token=self._special_piece(eos_id) if eos_id >= 0 else "",
             )

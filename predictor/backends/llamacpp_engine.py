@@ -183,10 +183,6 @@ class LlamaEngine:
         return int(self._lib.llama_n_ctx_seq(self._ctx))
 
     @property
-    def n_ctx_train(self) -> int:
-        return int(self._lib.llama_model_n_ctx_train(self._model))
-
-    @property
     def bos(self) -> int:
         return int(self._lib.llama_vocab_bos(self._vocab))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from predictor.backends.base import BackendKind, BackendLoadError
 from predictor.backends.chat_template import ChatTemplate, ChatTemplateError
-from predictor.backends.gguf_metadata import GGUFError, read_gguf_metadata
+from predictor.backends.gguf_metadata import GGUFError, GGUFMetadata, read_gguf_metadata
 
 GGUF_MAGIC = b"GGUF"
 # Split GGUF files: llama.cpp opens the first shard and finds the rest.
@@ -42,10 +42,16 @@ class ModelFormat(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """The file or directory an engine opens, and its format."""
+    """The file or directory an engine opens, and its format.
+
+    For a GGUF file, also what checking it read: its metadata and its compiled
+    chat template, handed on to the engine rather than read and compiled again.
+    """
 
     path: Path
     format: ModelFormat
+    metadata: GGUFMetadata | None = None
+    chat_template: ChatTemplate | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def _is_gguf_file(path: Path) -> bool:
         raise BadModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def check_gguf_file(path: Path) -> None:
+def check_gguf_file(path: Path) -> ModelLocation:
     """Read the header and tensor table of ``path`` (and of its sibling shards, if split).
 
     Only headers are read, so this costs milliseconds even for a large model.
@@ -77,6 +83,7 @@ def check_gguf_file(path: Path) -> None:
         shards += [
             path.with_name(f"{stem}-{n:05d}-of-{total:05d}.gguf") for n in range(2, total + 1)
         ]
+    location = ModelLocation(path, ModelFormat.GGUF)
     for shard in shards:
         if not shard.is_file():
             raise BadModelFileError(
@@ -88,12 +95,17 @@ def check_gguf_file(path: Path) -> None:
             raise BadModelFileError(f"{shard} is not a usable GGUF model: {exc}") from exc
         except OSError as exc:
             raise BadModelFileError(f"cannot read {shard}: {exc.strerror or exc}") from exc
-        if shard is path and metadata.chat_template is not None:
-            # Compiled once here so a broken template stops startup, not the first chat.
+        if shard is not path:
+            continue
+        template = None
+        if metadata.chat_template is not None:
+            # Compiled here so a broken template stops startup, not the first chat.
             try:
-                ChatTemplate(metadata.chat_template)
+                template = ChatTemplate(metadata.chat_template)
             except ChatTemplateError as exc:
                 raise BadModelFileError(f"{path}: {exc}") from exc
+        location = ModelLocation(path, ModelFormat.GGUF, metadata, template)
+    return location
 
 
 def check_safetensors_weights(root: Path) -> None:
@@ -130,8 +142,7 @@ def locate_model(path: str | Path) -> ModelLocation:
             raise BackendLoadError(
                 f"{path} is neither a GGUF file nor a Hugging Face model directory"
             )
-        check_gguf_file(path)
-        return ModelLocation(path, ModelFormat.GGUF)
+        return check_gguf_file(path)
     if (path / "config.json").is_file():
         check_safetensors_weights(path)
         return ModelLocation(path, ModelFormat.HUGGINGFACE)
@@ -139,8 +150,7 @@ def locate_model(path: str | Path) -> ModelLocation:
     shards = [p for p in ggufs if _FIRST_SHARD.search(p.name)]
     if len(ggufs) == 1 or len(shards) == 1:
         chosen = ggufs[0] if len(ggufs) == 1 else shards[0]
-        check_gguf_file(chosen)
-        return ModelLocation(chosen, ModelFormat.GGUF)
+        return check_gguf_file(chosen)
     if ggufs:
         names = ", ".join(p.name for p in ggufs)
         raise BackendLoadError(f"{path} holds several GGUF files ({names}); pass one with --model")

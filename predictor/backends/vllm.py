@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# vLLM's own default for max_num_seqs, when --max_running_requests is not set.
+DEFAULT_MAX_NUM_SEQS = 256
+
 NOT_INSTALLED = (
     "vLLM backend requested but the 'vllm' package is not installed: pip install 'kzero[gpu]'"
 )
@@ -95,10 +98,10 @@ class VllmBackend:
         enforce_eager: bool = False,
         dtype: str = "auto",
         served_model_name: str = "model",
-        max_num_seqs: int = 256,
+        max_num_seqs: int | None = None,
     ) -> None:
         self._model_path = model_path
-        self._max_num_seqs = max_num_seqs
+        self._max_num_seqs = max_num_seqs or DEFAULT_MAX_NUM_SEQS
         self._max_model_len = max_model_len
         self._gpu_memory_utilization = gpu_memory_utilization
         self._enforce_eager = enforce_eager
@@ -162,16 +165,9 @@ class VllmBackend:
         self._info = BackendInfo(
             backend="vllm",
             device="cuda",
-            model_path=self._model_path,
             quantization=model_config.quantization or _dtype_name(model_config.dtype),
             context_length=model_config.max_model_len,
             max_parallel=self._max_num_seqs,
-            extra={
-                "vllm_version": vllm.__version__,
-                "served_model_name": self._served_model_name,
-                "enforce_eager": self._enforce_eager,
-                "gpu_memory_utilization": self._gpu_memory_utilization,
-            },
         )
         logger.info(
             "vLLM %s serving %s (context %d, %s)",

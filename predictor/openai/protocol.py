@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from predictor.generation import GenerationParams
-from predictor.openai.errors import InvalidRequest
+from predictor.errors import InvalidBody, InvalidParam
+from predictor.generation import ChatInput, GenerationParams, TextInput
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -97,20 +97,22 @@ class ChatCompletionRequest(_SamplingRequest):
             )
         return params
 
-    def message_dicts(self) -> list[dict[str, str]]:
+    def generation_input(self) -> ChatInput:
         # "developer" is the newer name of "system"; chat templates know "system".
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in self.messages
-        ]
+        return ChatInput(
+            [
+                {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in self.messages
+            ]
+        )
 
 
 class CompletionRequest(_SamplingRequest):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
     echo: Literal[False] = False
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    def generation_input(self) -> TextInput:
+        return TextInput(self.prompt if isinstance(self.prompt, str) else self.prompt[0])
 
 
 def parse_request(model: type[RequestT], payload: Any) -> RequestT:
@@ -120,10 +122,10 @@ def parse_request(model: type[RequestT], payload: Any) -> RequestT:
     ``str(exc)``, which can echo input back or leak internals.
     """
     if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+        raise InvalidBody("the request body must be a JSON object")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         path = ".".join(str(part) for part in first["loc"])
-        raise InvalidRequest(f"{path}: {first['msg']}", param=path or None) from None
+        raise InvalidParam(f"{path}: {first['msg']}", param=path or None) from None

@@ -10,20 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
-from predictor.openai.errors import (
-    MalformedJSON,
-    OpenAIError,
-    RequestTooLarge,
-    UnsupportedMediaType,
-)
+from predictor.errors import ServingError
+from predictor.generation import GenerationService, Prepared
+from predictor.openai.errors import MalformedJSON, RequestTooLarge, UnsupportedMediaType
 from predictor.openai.openapi import (
     chat_operation,
     completion_operation,
@@ -31,10 +27,9 @@ from predictor.openai.openapi import (
     models_operation,
 )
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from predictor.openai.serving import OpenAIServing, PreparedRequest
+from predictor.openai.serving import OpenAICall, event_stream, response_body
 
 API_PREFIXES = ("/openai/v1", "/v1")
-RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -75,22 +70,16 @@ class _EventStreamResponse(StreamingResponse):
     than a wrapper generator, keeps the per-token path one hop shorter.
     """
 
-    def __init__(
-        self,
-        events: AsyncIterator[bytes],
-        abort: Callable[[], Awaitable[None]],
-        release: Callable[[], None],
-    ) -> None:
+    def __init__(self, events: AsyncIterator[bytes], prepared: Prepared) -> None:
         super().__init__(
             events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self._abort = abort
-        self._release = release
+        self._prepared = prepared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.create_task(_abort_when_disconnected(receive, self._abort))
+        watcher = asyncio.create_task(_abort_when_disconnected(receive, self._prepared.abort))
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -99,52 +88,38 @@ class _EventStreamResponse(StreamingResponse):
             # the engine stops instead of waiting for the garbage collector.
             await self.body_iterator.aclose()
             # A generator that never started runs no finally of its own.
-            self._release()
+            self._prepared.close()
 
 
-def create_openai_router(serving: OpenAIServing, *, max_request_bytes: int) -> APIRouter:
+def create_openai_router(service: GenerationService, *, max_request_bytes: int) -> APIRouter:
     """The OpenAI routes for one served model."""
-    service = serving.service
 
-    async def prepare(
-        request: Request,
-        model: type[RequestT],
-        prepare_fn: Callable[[RequestT], Awaitable[PreparedRequest]],
-    ) -> PreparedRequest:
+    async def answer(request: Request, kind: Literal["chat", "text"]) -> Response:
+        schema = ChatCompletionRequest if kind == "chat" else CompletionRequest
         try:
-            payload = await read_json_body(request, max_request_bytes)
-            return await prepare_fn(parse_request(model, payload))
-        except OpenAIError as exc:
-            service.record_rejected(exc.status_code)
+            parsed = parse_request(schema, await read_json_body(request, max_request_bytes))
+        except ServingError as error:
+            service.record_refused(error)  # prepare counts the refusals after this point
             raise
-
-    async def respond(
-        request: Request,
-        prepared: PreparedRequest,
-        body_fn: Callable[[PreparedRequest], Awaitable[dict[str, Any]]],
-        stream_fn: Callable[[PreparedRequest], AsyncIterator[bytes]],
-    ) -> Response:
-        async def abort() -> None:
-            await service.abort(prepared.completion)
-
-        if prepared.stream:
-            return _EventStreamResponse(stream_fn(prepared), abort, prepared.release)
-        watcher = asyncio.create_task(_abort_when_disconnected(request.receive, abort))
+        prepared = await service.prepare(
+            parsed.generation_input(), parsed.generation_params(), model=parsed.model
+        )
+        call = OpenAICall(kind, service.model_name, prepared, parsed.include_usage)
+        if parsed.stream:
+            return _EventStreamResponse(event_stream(call), prepared)
+        watcher = asyncio.create_task(_abort_when_disconnected(request.receive, prepared.abort))
         try:
             # orjson directly: recent FastAPI releases deprecate ORJSONResponse and warn.
-            body = orjson.dumps(await body_fn(prepared))
-            return Response(body, media_type="application/json")
+            return Response(orjson.dumps(await response_body(call)), media_type="application/json")
         finally:
             watcher.cancel()
-            prepared.release()
+            prepared.close()
 
     async def chat_completions(request: Request) -> Response:
-        prepared = await prepare(request, ChatCompletionRequest, serving.prepare_chat)
-        return await respond(request, prepared, serving.chat_body, serving.chat_stream)
+        return await answer(request, "chat")
 
     async def completions(request: Request) -> Response:
-        prepared = await prepare(request, CompletionRequest, serving.prepare_completion)
-        return await respond(request, prepared, serving.completion_body, serving.completion_stream)
+        return await answer(request, "text")
 
     started = int(time.time())
 

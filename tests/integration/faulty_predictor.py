@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from predictor.assembly import build_predictor, serve
 from predictor.cli import build_serve_parser, configure_logging, settings_from_args
-from predictor.server import build_model, run
 
 
 class FaultyBackend:
@@ -42,11 +42,11 @@ class FaultyBackend:
 def main() -> int:
     args = build_serve_parser("faulty_predictor").parse_args(sys.argv[1:])
     configure_logging()
-    model = build_model(settings_from_args(args))
-    model.service.backend = FaultyBackend(
-        model.service.backend, Path(os.environ["KZERO_TEST_FAULT_FILE"])
+    path = Path(os.environ["KZERO_TEST_FAULT_FILE"])
+    model = build_predictor(
+        settings_from_args(args), wrap_backend=lambda backend: FaultyBackend(backend, path)
     )
-    return run(
+    return serve(
         model,
         http_port=args.http_port,
         enable_grpc=args.enable_grpc,

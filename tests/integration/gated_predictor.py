@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from predictor.assembly import build_predictor, serve
 from predictor.cli import build_serve_parser, configure_logging, settings_from_args
-from predictor.server import build_model, run
 
 
 class GatedBackend:
@@ -35,11 +35,11 @@ class GatedBackend:
 def main() -> None:
     args = build_serve_parser("gated_predictor").parse_args(sys.argv[1:])
     configure_logging()
-    model = build_model(settings_from_args(args))
-    model.service.backend = GatedBackend(
-        model.service.backend, Path(os.environ["KZERO_TEST_LOAD_GATE"])
+    path = Path(os.environ["KZERO_TEST_LOAD_GATE"])
+    model = build_predictor(
+        settings_from_args(args), wrap_backend=lambda backend: GatedBackend(backend, path)
     )
-    run(
+    serve(
         model,
         http_port=args.http_port,
         enable_grpc=args.enable_grpc,

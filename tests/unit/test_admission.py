@@ -7,16 +7,16 @@ import asyncio
 import pytest
 
 from predictor.admission import Admission
-from predictor.openai.errors import TooManyRequests
+from predictor.errors import Overloaded
 
 
-async def test_beyond_running_plus_queued_is_429_with_retry_after():
+async def test_beyond_running_plus_queued_is_overloaded_with_retry_after():
     admission = Admission(max_running=1, max_queued=2)
     tickets = [admission.admit() for _ in range(3)]
-    with pytest.raises(TooManyRequests) as caught:
+    with pytest.raises(Overloaded) as caught:
         admission.admit()
-    assert caught.value.status_code == 429
-    assert caught.value.retry_after is not None
+    assert caught.value.outcome == "rejected"
+    assert caught.value.retry_after >= 1
     tickets[0].release()
     admission.admit().release()
 

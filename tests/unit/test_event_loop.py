@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from predictor.server import install_event_loop
+from predictor.assembly import install_event_loop
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from predictor.openai.errors import InvalidRequest
+from predictor.errors import InvalidParam
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -35,14 +35,14 @@ def test_text_content_parts_are_joined_and_developer_is_system():
             ],
         },
     )
-    assert request.message_dicts() == [{"role": "system", "content": "ab"}]
+    assert request.generation_input().messages == [{"role": "system", "content": "ab"}]
 
 
 def test_unknown_fields_are_ignored_like_the_openai_api():
     request = parse_request(
         CompletionRequest, {"model": "m", "prompt": "x", "user": "u", "frequency_penalty": 0}
     )
-    assert request.prompt_text() == "x"
+    assert request.generation_input().text == "x"
 
 
 @pytest.mark.parametrize(
@@ -63,18 +63,18 @@ def test_unknown_fields_are_ignored_like_the_openai_api():
     ],
 )
 def test_invalid_fields_are_named_by_their_path(payload: dict, param: str):
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidParam) as caught:
         parse_request(ChatCompletionRequest, payload)
     assert caught.value.param == param
 
 
 def test_batched_prompts_and_echo_are_refused():
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidParam):
         parse_request(CompletionRequest, {"model": "m", "prompt": ["a", "b"]})
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidParam):
         parse_request(CompletionRequest, {"model": "m", "prompt": "a", "echo": True})
 
 
 def test_a_body_that_is_not_an_object_is_refused():
-    with pytest.raises(InvalidRequest, match="JSON object"):
+    with pytest.raises(InvalidParam, match="JSON object"):
         parse_request(CompletionRequest, [1, 2])

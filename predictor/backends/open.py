@@ -1,0 +1,77 @@
+"""From a model on disk to an engine object: locate and check it, choose the engine, build it.
+
+The one way a backend is made, whether the model was on disk before the port
+opened or was fetched after. Nothing heavy happens here: the engine loads its
+weights in ``Backend.load``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from predictor.backends.base import Backend, BackendKind
+from predictor.backends.select import ModelLocation, choose_backend, locate_model
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def derive_model_name(path: Path) -> str:
+    """``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``SmolLM2-135M-Instruct.Q4_1``; a directory keeps its name."""
+    name = path.name[: -len(".gguf")] if path.name.endswith(".gguf") else path.name
+    # Split GGUF shards share one model: drop the "-00001-of-00003" suffix.
+    return re.sub(r"-\d{5}-of-\d{5}$", "", name)
+
+
+@dataclass(frozen=True)
+class OpenedBackend:
+    """An engine object for a model, not loaded yet, and why that engine."""
+
+    backend: Backend
+    kind: BackendKind
+    reason: str
+    model_name: str
+    path: Path
+
+
+def open_backend(path: Path, settings: Settings, *, model_name: str | None) -> OpenedBackend:
+    """The engine for the model at ``path``; ``model_name`` defaults to one derived from the file.
+
+    Raises ``BackendLoadError`` (with ``BadModelFileError``) when the model is
+    broken or no engine can serve it.
+    """
+    location = locate_model(path)
+    choice = choose_backend(settings.backend, location)
+    name = model_name or derive_model_name(location.path)
+    backend = _create(choice.kind, location, settings, name)
+    logger.info("serving %s as '%s' with %s: %s", location.path, name, choice.kind, choice.reason)
+    return OpenedBackend(backend, choice.kind, choice.reason, name, location.path)
+
+
+def _create(kind: BackendKind, location: ModelLocation, settings: Settings, name: str) -> Backend:
+    if kind is BackendKind.VLLM:
+        from predictor.backends.vllm import VllmBackend
+
+        return VllmBackend(
+            str(location.path),
+            max_model_len=settings.n_ctx,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            enforce_eager=settings.enforce_eager,
+            dtype=settings.dtype,
+            served_model_name=name,
+            max_num_seqs=settings.max_running_requests,
+        )
+    from predictor.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(
+        location.path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=settings.n_batch,
+        n_parallel=settings.max_running_requests,
+        metadata=location.metadata,
+        chat_template=location.chat_template,
+    )
