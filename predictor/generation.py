@@ -256,7 +256,7 @@ class GenerationService:
         admission: Admission,
         lifecycle: Lifecycle,
     ) -> None:
-        # None until the model's files are fetched (see model_source): the
+        # None until the model's files are fetched (see model_plan): the
         # service exists from the start, so the port can open first.
         self._backend = backend
         self.backend_name = backend_name

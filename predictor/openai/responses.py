@@ -1,7 +1,7 @@
 """Response types of the OpenAI-compatible API, for the OpenAPI document only.
 
-The serving path builds its bodies as plain dicts (`serving.py`: `chat_body`,
-`completion_body`, the SSE chunks; `errors.py`: `OpenAIError.body`;
+The serving path builds its bodies as plain dicts (`serving.py`: `response_body`,
+`event_stream`; `errors.py`: `error_body`;
 `router.py`: the model list) and never runs them through these models, so they
 cost nothing per request. They describe exactly what the server sends, with
 `extra="forbid"`, so that a field added on the wire but not here fails the

@@ -1,8 +1,8 @@
 """HTTP layer of the OpenAI-compatible API: content type, size cap, JSON, disconnects.
 
 Mounted under ``/openai/v1`` (KServe's prefix) and ``/v1`` (so that
-``base_url="http://host/v1"`` works with the official client). Everything
-about generation itself lives in ``serving.py``.
+``base_url="http://host/v1"`` works with the official client). Requests are
+prepared and run by ``predictor.generation``; ``serving.py`` shapes the answers.
 """
 
 from __future__ import annotations

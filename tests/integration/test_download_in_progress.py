@@ -1,6 +1,6 @@
 """A pod still downloading its model is observable, and KzeroCacheDownloadFailing sees it.
 
-A remote GGUF is fetched after the port opens (predictor/model_source.py), so
+A remote GGUF is fetched after the port opens (predictor/model_plan.py), so
 while the download runs /metrics already shows the cache miss, readiness
 answers 503, and a real Prometheus evaluating dashboards/rules/kzero-rules.yaml
 puts the alert in pending (its `for: 30m` is what would fire it). Once the
