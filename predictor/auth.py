@@ -111,12 +111,18 @@ class ApiKeyMiddleware:
         return not self.guard_health and _HEALTH_PATHS.match(path) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.is_open(scope["path"]):
+        # Lifespan events carry no request. Every other scope type (http, and
+        # websocket, which no route here serves today) must show a key.
+        if scope["type"] == "lifespan" or self.is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)
         if token is not None and key_matches(token, self.key_hashes):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
             return
         await send(
             {

@@ -207,6 +207,7 @@ class KzeroModel(Model):
             backend = self.service.backend
         except NotReady:
             return  # never fetched: nothing to release
+        logger.info("releasing the engine")
         self._in_background(backend.shutdown())
 
     async def predict(

@@ -61,7 +61,11 @@ class _SamplingRequest(BaseModel):
     @field_validator("logprobs", "tools")
     @classmethod
     def _unsupported(cls, value: Any) -> Any:
-        if value not in (None, False, []):
+        # Only "absent" passes: None, false, or no tools. Compared by identity and
+        # type, because 0 == False in Python, and completions' logprobs: 0 still
+        # asks for the chosen tokens' logprobs.
+        absent = value is None or value is False or (isinstance(value, list) and not value)
+        if not absent:
             raise ValueError("is not supported by this server")
         return value
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from predictor.auth import ApiKeyConfigError, ApiKeyMiddleware, configured_key_hashes, key_matches
 from predictor.settings import Settings
@@ -59,7 +60,18 @@ def _client(*, guard_health: bool = False, guard_metrics: bool = False) -> TestC
         "/v2/models/m/ready", "/v2/models/m", "/v1/models", "/v1/models/m:predict",
         "/v1/chat/completions", "/openai/v1/completions", "/v2/models/m/infer", "/docs",
     ]  # fmt: skip
-    app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("open")
+        await websocket.close()
+
+    app = Starlette(
+        routes=[
+            *(Route(p, ok, methods=["GET", "POST"]) for p in paths),
+            WebSocketRoute("/ws", echo),
+        ]
+    )
     hashes = configured_key_hashes(Settings(api_key="good"))
     guarded = ApiKeyMiddleware(
         app, key_hashes=hashes, guard_health=guard_health, guard_metrics=guard_metrics
@@ -104,3 +116,12 @@ def test_health_and_metrics_can_be_guarded_too():
     for path in OPEN_BY_DEFAULT:
         assert client.get(path).status_code == 401, path
         assert client.get(path, headers={"Authorization": "Bearer good"}).status_code == 200
+
+
+def test_a_websocket_without_a_key_is_refused_like_any_other_route():
+    client = _client()
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws"):
+        pass
+    assert refused.value.code == 1008
+    with client.websocket_connect("/ws", headers={"Authorization": "Bearer good"}) as socket:
+        assert socket.receive_text() == "open"

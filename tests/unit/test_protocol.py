@@ -68,6 +68,19 @@ def test_invalid_fields_are_named_by_their_path(payload: dict, param: str):
     assert caught.value.param == param
 
 
+@pytest.mark.parametrize("logprobs", [0, 0.0, 1, True])
+def test_any_completions_logprobs_is_refused_not_ignored(logprobs: object):
+    # 0 == False in Python: a plain "not in (None, False)" check let logprobs: 0 through.
+    with pytest.raises(InvalidParam) as caught:
+        parse_request(CompletionRequest, {"model": "m", "prompt": "x", "logprobs": logprobs})
+    assert caught.value.param == "logprobs"
+
+
+def test_absent_logprobs_and_tools_are_accepted():
+    for absent in ({}, {"logprobs": None}, {"logprobs": False}, {"tools": []}):
+        parse_request(CompletionRequest, {"model": "m", "prompt": "x", **absent})
+
+
 def test_batched_prompts_and_echo_are_refused():
     with pytest.raises(InvalidParam):
         parse_request(CompletionRequest, {"model": "m", "prompt": ["a", "b"]})
