@@ -1,4 +1,5 @@
-"""The HTTP surface kzero adds to KServe's app: OpenAI routes, error handlers, API keys.
+"""The HTTP surface kzero adds to KServe's app: OpenAI routes, error handlers, the
+body limit, :predict's cancellation on disconnect, API keys.
 
 ``mount`` works on any FastAPI app: the server mounts on
 ``kserve.model_server.app`` (the app KServe's ``ModelServer`` serves, next to
@@ -9,10 +10,13 @@ and tests mount on a fresh app to drive the doors in-process.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI
 
 from predictor.auth import ApiKeyMiddleware
+from predictor.body_limit import BodyLimitMiddleware
+from predictor.disconnect import CancelOnDisconnectMiddleware
 from predictor.errors import ServingError
 from predictor.generation import GenerationService
 from predictor.model import PredictError, predict_error_handler
@@ -22,14 +26,21 @@ from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# KServe's v1 and v2 inference routes: their handlers read nothing after the body.
+PREDICT_PATH = re.compile(r"^/v1/models/[^/]+:predict$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+
 
 def mount(
     app: FastAPI, service: GenerationService, settings: Settings, key_hashes: tuple[bytes, ...]
 ) -> FastAPI:
-    """Add kzero's routes, error handlers and (when keys are configured) the key check."""
+    """Add kzero's routes, error handlers, middleware and (when keys are configured) the key check."""
     app.add_exception_handler(ServingError, openai_error_handler)
     app.add_exception_handler(PredictError, predict_error_handler)
-    app.include_router(create_openai_router(service, max_request_bytes=settings.max_request_bytes))
+    app.include_router(create_openai_router(service))
+    # Starlette runs the middleware added last first: the key check, then the
+    # body limit (no unauthenticated upload is read), then :predict's watch.
+    app.add_middleware(CancelOnDisconnectMiddleware, path=PREDICT_PATH)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     if key_hashes:
         app.add_middleware(
             ApiKeyMiddleware,

@@ -81,7 +81,13 @@ def build_predictor(
         lifecycle=lifecycle,
     )
     mount(kserve_model_server.app, service, settings, configured_key_hashes(settings))
-    return KzeroModel(service, lifecycle, selection_reason=reason, open_after_port=opener)
+    return KzeroModel(
+        service,
+        lifecycle,
+        selection_reason=reason,
+        max_instances=settings.max_predict_instances,
+        open_after_port=opener,
+    )
 
 
 def _wrapped(

@@ -27,6 +27,7 @@ from kserve.protocol.infer_type import InferRequest
 from predictor.backends.base import Prompt, SamplingOptions
 from predictor.backends.open import OpenedBackend
 from predictor.errors import (
+    InvalidBody,
     InvalidParam,
     NotReady,
     Overloaded,
@@ -100,10 +101,12 @@ class KzeroModel(Model):
         lifecycle: Lifecycle,
         *,
         selection_reason: str,
+        max_instances: int = 16,
         open_after_port: OpenAfterPort | None = None,
     ) -> None:
         super().__init__(service.model_name)
         self.service = service
+        self.max_instances = max_instances
         self.lifecycle = lifecycle
         self.selection_reason = selection_reason
         self._open_after_port = open_after_port
@@ -213,42 +216,80 @@ class KzeroModel(Model):
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """KServe v1: each instance is a prompt or a conversation; returns its completion."""
-        if isinstance(payload, InferRequest) or not isinstance(payload.get("instances"), list):
-            raise InvalidInput(f"kzero speaks KServe v1 here: {PREDICT_HELP}")
-        if not payload["instances"]:
-            raise InvalidInput(f"instances is empty: {PREDICT_HELP}")
+        """KServe v1: each instance is a prompt or a conversation; returns its completion.
+
+        All or nothing: every instance is checked and admitted before any runs,
+        and a refusal of one refuses the request (the places already taken go
+        back). A failure of one instance cancels the others, and so does the
+        client leaving (``disconnect.CancelOnDisconnectMiddleware``).
+        """
         try:
-            predictions = await asyncio.gather(
-                *(self._predict_one(instance) for instance in payload["instances"])
-            )
+            instances = self._instances(payload)
+            prepared = await self._prepare_all(instances)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    runs = [group.create_task(each.text()) for each in prepared]
+            except* ServingError as failed:
+                raise failed.exceptions[0] from None
+            finally:
+                for each in prepared:
+                    each.close()
         except ServingError as error:
             raise kserve_error(error) from None
-        return {"predictions": list(predictions)}
+        return {
+            "predictions": [
+                {
+                    "text": run.result(),
+                    "finish_reason": each.completion.finish_reason,
+                    "usage": each.completion.usage(),
+                }
+                for run, each in zip(runs, prepared, strict=True)
+            ]
+        }
 
-    async def _predict_one(self, instance: Any) -> dict[str, Any]:
-        if not isinstance(instance, dict) or ("prompt" in instance) == ("messages" in instance):
-            error = InvalidParam(
-                f"each instance needs exactly one of prompt or messages: {PREDICT_HELP}"
-            )
-            self.service.record_refused(error)
-            raise error
-        schema = ChatCompletionRequest if "messages" in instance else CompletionRequest
+    def _instances(self, payload: dict[str, Any] | InferRequest) -> list[dict[str, Any]]:
+        """The instances, each parsed; any refusal is counted and raised."""
         try:
-            request = parse_request(schema, {**instance, "model": self.name, "stream": False})
+            if isinstance(payload, InferRequest) or not isinstance(payload.get("instances"), list):
+                raise InvalidBody(f"kzero speaks KServe v1 here: {PREDICT_HELP}")
+            instances = payload["instances"]
+            if not instances:
+                raise InvalidBody(f"instances is empty: {PREDICT_HELP}")
+            if len(instances) > self.max_instances:
+                raise InvalidParam(
+                    f"{len(instances)} instances given; this server takes at most "
+                    f"{self.max_instances} per request",
+                    param="instances",
+                )
+            if any(
+                not isinstance(each, dict) or ("prompt" in each) == ("messages" in each)
+                for each in instances
+            ):
+                raise InvalidBody(
+                    f"each instance needs exactly one of prompt or messages: {PREDICT_HELP}"
+                )
+            return [
+                parse_request(
+                    ChatCompletionRequest if "messages" in each else CompletionRequest,
+                    {**each, "model": self.name, "stream": False},
+                )
+                for each in instances
+            ]
         except ServingError as error:
             self.service.record_refused(error)
             raise
-        prepared: Prepared = await self.service.prepare(
-            request.generation_input(), request.generation_params()
-        )
+
+    async def _prepare_all(self, requests: list[Any]) -> list[Prepared]:
+        prepared: list[Prepared] = []
         try:
-            text = await prepared.text()
-        finally:
-            prepared.close()
-        completion = prepared.completion
-        return {
-            "text": text,
-            "finish_reason": completion.finish_reason,
-            "usage": completion.usage(),
-        }
+            for request in requests:
+                prepared.append(
+                    await self.service.prepare(
+                        request.generation_input(), request.generation_params()
+                    )
+                )
+        except BaseException:
+            for each in prepared:
+                each.close()
+            raise
+        return prepared

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest accepted request body in bytes; larger bodies get HTTP 413.",
     )
+    max_predict_instances: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Most instances one KServe :predict request may carry (HTTP 400 beyond). "
+        "A :predict is admitted whole or refused whole (HTTP 429), never half-run.",
+    )
     max_prompt_tokens: int | None = Field(
         default=None,
         ge=1,

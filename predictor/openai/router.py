@@ -1,4 +1,4 @@
-"""HTTP layer of the OpenAI-compatible API: content type, size cap, JSON, disconnects.
+"""HTTP layer of the OpenAI-compatible API: content type, JSON, disconnects.
 
 Mounted under ``/openai/v1`` (KServe's prefix) and ``/v1`` (so that
 ``base_url="http://host/v1"`` works with the official client). Requests are
@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from predictor.errors import ServingError
 from predictor.generation import GenerationService, Prepared
-from predictor.openai.errors import MalformedJSON, RequestTooLarge, UnsupportedMediaType
+from predictor.openai.errors import MalformedJSON, UnsupportedMediaType
 from predictor.openai.openapi import (
     chat_operation,
     completion_operation,
@@ -32,23 +32,18 @@ from predictor.openai.serving import OpenAICall, event_stream, response_body
 API_PREFIXES = ("/openai/v1", "/v1")
 
 
-async def read_json_body(request: Request, limit: int) -> Any:
-    """The request's JSON, refusing other content types (415) and big bodies (413)."""
+async def read_json_body(request: Request) -> Any:
+    """The request's JSON, refusing other content types (415).
+
+    The body's size was bounded before routing (``body_limit.BodyLimitMiddleware``).
+    """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got '{media_type or 'none'}'"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
     try:
-        return orjson.loads(body)
+        return orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(
             f"request body is not valid JSON: {exc.msg} at position {exc.pos}"
@@ -91,13 +86,13 @@ class _EventStreamResponse(StreamingResponse):
             self._prepared.close()
 
 
-def create_openai_router(service: GenerationService, *, max_request_bytes: int) -> APIRouter:
+def create_openai_router(service: GenerationService) -> APIRouter:
     """The OpenAI routes for one served model."""
 
     async def answer(request: Request, kind: Literal["chat", "text"]) -> Response:
         schema = ChatCompletionRequest if kind == "chat" else CompletionRequest
         try:
-            parsed = parse_request(schema, await read_json_body(request, max_request_bytes))
+            parsed = parse_request(schema, await read_json_body(request))
         except ServingError as error:
             service.record_refused(error)  # prepare counts the refusals after this point
             raise

@@ -35,6 +35,8 @@ class ScriptedBackend:
         self.script = script.split()
         self.token_delay_s = token_delay_s
         self.fail_after: int | None = None
+        # While set to an unset event, generation waits on it before its first token.
+        self.hold: asyncio.Event | None = None
         self.alive = True
         self.aborted: set[str] = set()
         # Request ids in the order the engine was asked to generate them.
@@ -62,6 +64,8 @@ class ScriptedBackend:
         self.started.append(request_id)
         if on_start:
             on_start()
+        if self.hold is not None:
+            await self.hold.wait()
         for index, word in enumerate(self.script[: options.max_tokens], start=1):
             await asyncio.sleep(self.token_delay_s)
             if request_id in self.aborted:

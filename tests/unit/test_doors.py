@@ -8,6 +8,7 @@ tests/integration proves the same paths with real sockets and the real model.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,6 +39,12 @@ def gauges() -> tuple[float, float]:
         REQUESTS_RUNNING.labels(MODEL, BACKEND)._value.get(),
         REQUESTS_WAITING.labels(MODEL, BACKEND)._value.get(),
     )
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for a state the test depends on; the events it waits for are its own."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
 
 
 async def test_a_chat_stream_is_framed_as_the_openai_client_expects():
@@ -99,7 +106,7 @@ async def test_a_stream_past_its_deadline_ends_with_a_timeout_event():
 
 
 async def test_a_client_that_leaves_mid_stream_aborts_its_request_in_the_engine():
-    backend = ScriptedBackend(token_delay_s=0.01)
+    backend = ScriptedBackend(token_delay_s=0.05)
     service = scripted_service(backend)
     before = requests("aborted")
     chunks = await stream_until(
@@ -114,19 +121,20 @@ async def test_a_client_that_leaves_mid_stream_aborts_its_request_in_the_engine(
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 async def test_a_client_that_leaves_while_queued_never_reaches_the_engine(stream: bool):
-    backend = ScriptedBackend(token_delay_s=0.02)
+    backend = ScriptedBackend()
+    backend.hold = asyncio.Event()
     service = scripted_service(backend, max_running=1)
     app = kzero_app(service)
     gone = asyncio.Event()
     async with client(app) as http:
         first = asyncio.create_task(http.post(CHAT, json=chat(max_tokens=8)))
-        await asyncio.sleep(0.01)
+        await until(lambda: len(backend.started) == 1)
         queued = asyncio.create_task(stream_until(app, CHAT, chat(stream=stream), gone=gone))
-        await asyncio.sleep(0.01)
-        assert service.admission.in_flight == 2
+        await until(lambda: service.admission.in_flight == 2)
         gone.set()
         await queued
         assert service.admission.in_flight == 1, "the queued place is freed at once"
+        backend.hold.set()
         assert (await first).status_code == 200
     assert len(backend.started) == 1
     assert service.admission.in_flight == 0
@@ -134,15 +142,18 @@ async def test_a_client_that_leaves_while_queued_never_reaches_the_engine(stream
 
 
 async def test_during_the_drain_new_requests_are_refused_and_late_ones_cut_off_in_band():
-    service = scripted_service(ScriptedBackend(token_delay_s=0.02))
+    backend = ScriptedBackend()
+    backend.hold = asyncio.Event()
+    service = scripted_service(backend)
     app = kzero_app(service)
     async with client(app) as http:
         running = asyncio.create_task(http.post(CHAT, json=chat(stream=True, max_tokens=8)))
-        await asyncio.sleep(0.03)
+        await until(lambda: len(backend.started) == 1)
         service.lifecycle.request_drain()
         refused = await http.post(CHAT, json=chat())
         ready = await http.get(f"/v1/models/{MODEL}")
         await service.cut_off(Draining)
+        backend.hold.set()
         cut = sse_payloads((await running).content)
     assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
     assert refused.json()["error"]["code"] == "shutting_down"
@@ -263,3 +274,58 @@ async def test_predict_answers_each_instance_and_counts_each_request():
     assert [p["text"] for p in response.json()["predictions"]] == ["ab", "a"]
     assert requests("ok") == before + 2
     assert service.admission.in_flight == 0
+
+
+# --- :predict's own limits ----------------------------------------------------------
+
+
+async def test_predict_refuses_more_instances_than_the_cap():
+    service = scripted_service()
+    instances = [{"prompt": "x", "max_tokens": 1}] * 17
+    async with client(kzero_app(service)) as http:
+        response = await http.post(PREDICT, json={"instances": instances})
+    assert response.status_code == 400
+    assert "17 instances" in response.json()["error"]
+    assert service.admission.in_flight == 0
+
+
+async def test_predict_is_admitted_whole_or_refused_whole():
+    backend = ScriptedBackend()
+    service = scripted_service(backend, max_running=1, max_queued=1)
+    instances = [{"prompt": "x", "max_tokens": 1}] * 3
+    async with client(kzero_app(service)) as http:
+        response = await http.post(PREDICT, json={"instances": instances})
+    assert (response.status_code, response.headers["retry-after"]) == (429, "1")
+    assert backend.started == [], "no instance of a refused request runs"
+    assert service.admission.in_flight == 0
+
+
+async def test_predict_bodies_above_the_limit_are_refused_before_they_are_read_or_tokenized():
+    backend = ScriptedBackend()
+    tokenized: list[str] = []
+    backend.tokenize = lambda text: tokenized.append(text) or [0]  # type: ignore[method-assign]
+    service = scripted_service(backend)
+    big = {"instances": [{"prompt": "x " * 2000, "max_tokens": 1}]}
+    async with client(kzero_app(service, max_request_bytes=1024)) as http:
+        response = await http.post(PREDICT, json=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert tokenized == []
+
+
+async def test_a_predict_client_that_leaves_stops_every_instance():
+    backend = ScriptedBackend()
+    backend.hold = asyncio.Event()
+    service = scripted_service(backend, max_running=2)
+    before = requests("aborted")
+    gone = asyncio.Event()
+    body = {"instances": [{"prompt": "x", "max_tokens": 8}] * 2}
+    leaving = asyncio.create_task(stream_until(kzero_app(service), PREDICT, body, gone=gone))
+    await until(lambda: len(backend.started) == 2)
+    gone.set()
+    # Without the cancellation the instances would run to the end of a hold that never ends.
+    chunks = await asyncio.wait_for(leaving, timeout=30)
+    assert chunks == [], "nobody is left to answer"
+    assert requests("aborted") == before + 2
+    assert service.admission.in_flight == 0
+    assert gauges() == (0, 0)
