@@ -14,7 +14,7 @@ import re
 
 from fastapi import FastAPI
 
-from predictor.auth import ApiKeyMiddleware
+from predictor.auth import ApiKeyMiddleware, ModelManagementGuard
 from predictor.body_limit import BodyLimitMiddleware
 from predictor.disconnect import CancelOnDisconnectMiddleware
 from predictor.errors import ServingError
@@ -31,16 +31,22 @@ PREDICT_PATH = re.compile(r"^/v1/models/[^/]+:predict$|^/v2/models/[^/]+(/versio
 
 
 def mount(
-    app: FastAPI, service: GenerationService, settings: Settings, key_hashes: tuple[bytes, ...]
+    app: FastAPI,
+    service: GenerationService,
+    settings: Settings,
+    key_hashes: tuple[bytes, ...],
+    admin_key_hashes: tuple[bytes, ...] = (),
 ) -> FastAPI:
     """Add kzero's routes, error handlers, middleware and (when keys are configured) the key check."""
     app.add_exception_handler(ServingError, openai_error_handler)
     app.add_exception_handler(PredictError, predict_error_handler)
     app.include_router(create_openai_router(service))
-    # Starlette runs the middleware added last first: the key check, then the
-    # body limit (no unauthenticated upload is read), then :predict's watch.
+    # Starlette runs the middleware added last first: the key check, the admin
+    # check of model management, the body limit (no unauthenticated upload is
+    # read), then :predict's watch.
     app.add_middleware(CancelOnDisconnectMiddleware, path=PREDICT_PATH)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ModelManagementGuard, admin_key_hashes=admin_key_hashes)
     if key_hashes:
         app.add_middleware(
             ApiKeyMiddleware,

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from predictor.admission import Admission
-from predictor.auth import configured_key_hashes
+from predictor.auth import configured_admin_key_hashes, configured_key_hashes
 from predictor.backends.base import Backend
 from predictor.backends.open import OpenedBackend
 from predictor.generation import GenerationService, RequestLimits
@@ -80,7 +80,13 @@ def build_predictor(
         admission=Admission(max_running=1, max_queued=settings.max_queued_requests),
         lifecycle=lifecycle,
     )
-    mount(kserve_model_server.app, service, settings, configured_key_hashes(settings))
+    mount(
+        kserve_model_server.app,
+        service,
+        settings,
+        configured_key_hashes(settings),
+        configured_admin_key_hashes(settings),
+    )
     return KzeroModel(
         service,
         lifecycle,

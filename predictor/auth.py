@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from predictor.settings import Settings
@@ -29,6 +30,8 @@ _HEALTH_PATHS = re.compile(
     r"^/$|^/v2/health/(live|ready)$|^/v1/models/[^/:]+$|^/v2/models/[^/]+/ready$"
 )
 _METRICS_PATH = "/metrics"
+# KServe's model repository extension: load and unload a model by name.
+MODEL_MANAGEMENT_PATHS = re.compile(r"^/v2/repository(/|$)")
 
 _UNAUTHORIZED_BODY = orjson.dumps(
     {
@@ -51,15 +54,24 @@ def hash_key(key: str) -> bytes:
 
 
 def configured_key_hashes(settings: Settings) -> tuple[bytes, ...]:
-    """Hashes of every key from ``api_key`` and ``api_key_file``; empty when auth is off."""
+    """Hashes of every inference key from ``api_key`` and ``api_key_file``; empty when auth is off."""
+    return _key_hashes(settings.api_key, settings.api_key_file, "API keys")
+
+
+def configured_admin_key_hashes(settings: Settings) -> tuple[bytes, ...]:
+    """Hashes of the admin keys; empty when the model-management routes are off."""
+    return _key_hashes(settings.admin_api_key, settings.admin_api_key_file, "admin keys")
+
+
+def _key_hashes(inline: SecretStr | None, file: Path | None, what: str) -> tuple[bytes, ...]:
     keys: list[str] = []
-    if settings.api_key is not None:
-        keys += [key.strip() for key in settings.api_key.get_secret_value().split(",")]
-    if settings.api_key_file is not None:
-        keys += _read_key_file(settings.api_key_file)
+    if inline is not None:
+        keys += [key.strip() for key in inline.get_secret_value().split(",")]
+    if file is not None:
+        keys += _read_key_file(file)
     keys = [key for key in keys if key]
-    if (settings.api_key is not None or settings.api_key_file is not None) and not keys:
-        raise ApiKeyConfigError("API keys are configured but empty: refusing to serve unguarded")
+    if (inline is not None or file is not None) and not keys:
+        raise ApiKeyConfigError(f"{what} are configured but empty: refusing to serve unguarded")
     # The keys themselves go out of scope here; only digests stay in memory.
     return tuple(dict.fromkeys(hash_key(key) for key in keys))
 
@@ -106,6 +118,8 @@ class ApiKeyMiddleware:
         self.guard_metrics = guard_metrics
 
     def is_open(self, path: str) -> bool:
+        if MODEL_MANAGEMENT_PATHS.match(path):
+            return True  # ModelManagementGuard decides, with admin keys only
         if path == _METRICS_PATH:
             return not self.guard_metrics
         return not self.guard_health and _HEALTH_PATHS.match(path) is not None
@@ -136,3 +150,59 @@ class ApiKeyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})
+
+
+def _error_body(message: str, code: str) -> bytes:
+    return orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    )
+
+
+class ModelManagementGuard:
+    """KServe's ``/v2/repository/...`` routes answer only to an admin key.
+
+    Without admin keys configured they are refused (403) for everyone: an
+    unload leaves the pod unable to serve, so an inference key, or no key on a
+    laptop, must never reach it. Always installed, keys or not.
+    """
+
+    def __init__(self, app: ASGIApp, *, admin_key_hashes: tuple[bytes, ...]) -> None:
+        self.app = app
+        self.admin_key_hashes = admin_key_hashes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or not MODEL_MANAGEMENT_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope)
+        if not self.admin_key_hashes:
+            body = _error_body(
+                "model management is disabled on this server: configure an admin key",
+                "model_management_disabled",
+            )
+        elif token is None or not key_matches(token, self.admin_key_hashes):
+            body = _error_body("model management needs an admin key", "admin_key_required")
+        else:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -26,7 +26,7 @@ from predictor.settings import Settings
 logger = logging.getLogger("predictor")
 
 # Secrets come from the environment only: a flag would show in the process list.
-ENV_ONLY_SETTINGS = frozenset({"api_key"})
+ENV_ONLY_SETTINGS = frozenset({"api_key", "admin_api_key"})
 
 
 def _strtobool(value: str) -> bool:

@@ -126,6 +126,16 @@ class Settings(BaseSettings):
         description="File with one API key per line ('#' comments and blank lines ignored), "
         "e.g. a mounted Kubernetes Secret.",
     )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="Admin keys, comma-separated, for KServe's model-management routes "
+        "(/v2/repository/...: load and unload). Without an admin key those routes answer 403: "
+        "an inference key never unloads the model. Environment only, like api_key.",
+    )
+    admin_api_key_file: Path | None = Field(
+        default=None,
+        description="File with one admin key per line, e.g. a mounted Kubernetes Secret.",
+    )
     auth_health: bool = Field(
         default=False,
         description="Require the API key on health and readiness routes too. Off by default: "

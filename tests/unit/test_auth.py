@@ -12,7 +12,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from predictor.auth import ApiKeyConfigError, ApiKeyMiddleware, configured_key_hashes, key_matches
+from predictor.auth import (
+    ApiKeyConfigError,
+    ApiKeyMiddleware,
+    ModelManagementGuard,
+    configured_admin_key_hashes,
+    configured_key_hashes,
+    key_matches,
+)
 from predictor.settings import Settings
 
 
@@ -125,3 +132,46 @@ def test_a_websocket_without_a_key_is_refused_like_any_other_route():
     assert refused.value.code == 1008
     with client.websocket_connect("/ws", headers={"Authorization": "Bearer good"}) as socket:
         assert socket.receive_text() == "open"
+
+
+def _management_client(admin_key_hashes: tuple[bytes, ...]) -> TestClient:
+    async def ok(request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[
+            Route("/v2/repository/models/m/unload", ok, methods=["POST"]),
+            Route("/v1/chat/completions", ok, methods=["POST"]),
+        ]
+    )
+    inference = ApiKeyMiddleware(
+        app,
+        key_hashes=configured_key_hashes(Settings(api_key="inference")),
+        guard_health=False,
+        guard_metrics=False,
+    )
+    return TestClient(ModelManagementGuard(inference, admin_key_hashes=admin_key_hashes))
+
+
+def test_model_management_is_refused_to_everyone_without_an_admin_key():
+    client = _management_client(())
+    for headers in ({}, {"Authorization": "Bearer inference"}):
+        response = client.post("/v2/repository/models/m/unload", headers=headers)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "model_management_disabled"
+
+
+def test_model_management_answers_only_the_admin_key():
+    client = _management_client(configured_admin_key_hashes(Settings(admin_api_key="admin")))
+    inference = client.post(
+        "/v2/repository/models/m/unload", headers={"Authorization": "Bearer inference"}
+    )
+    assert inference.status_code == 403
+    assert inference.json()["error"]["code"] == "admin_key_required"
+    admin = client.post("/v2/repository/models/m/unload", headers={"Authorization": "Bearer admin"})
+    assert admin.status_code == 200
+    # The admin key is not an inference key.
+    assert (
+        client.post("/v1/chat/completions", headers={"Authorization": "Bearer admin"}).status_code
+        == 401
+    )
