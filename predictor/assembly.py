@@ -143,13 +143,25 @@ def install_event_loop(choice: str) -> str:
     return "uvloop"
 
 
-def serve(model: KzeroModel, *, http_port: int, enable_grpc: bool, event_loop: str) -> int:
+def serve(
+    model: KzeroModel, *, host: str, http_port: int, enable_grpc: bool, event_loop: str
+) -> int:
     """Serve until stopped, then return the exit code: 0 after a drain, 1 if the engine died.
 
     The model loads in the background while the port is open.
     """
     from kserve import ModelServer
 
+    class HostModelServer(ModelServer):
+        """KServe 0.21's REST server always binds 0.0.0.0 (``RESTServer.__init__``);
+        the uvicorn config it builds is read only when the server starts, so the
+        address is set on it just before."""
+
+        async def _serve(self) -> None:
+            if self._rest_server is not None:
+                self._rest_server.config.host = host
+            await super()._serve()
+
     logger.info("event loop: %s", install_event_loop(event_loop))
-    ModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])
+    HostModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])
     return model.lifecycle.exit_code

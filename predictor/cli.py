@@ -14,6 +14,7 @@ import sys
 import types
 import typing
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ByteSize, ValidationError
 
@@ -22,6 +23,9 @@ from predictor.backends.base import BackendKind, BackendLoadError
 from predictor.cache.errors import CacheError
 from predictor.default_model import DefaultModelMissing
 from predictor.settings import Settings
+
+if TYPE_CHECKING:
+    from predictor.assembly import BackendWrapper
 
 logger = logging.getLogger("predictor")
 
@@ -109,7 +113,10 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
+def serve_main(
+    argv: Sequence[str], prog: str = "kzero serve", wrap_backend: BackendWrapper | None = None
+) -> int:
+    """``kzero serve``; ``wrap_backend`` lets the integration tests inject faults."""
     args = build_serve_parser(prog).parse_args(argv)
     configure_logging()
     try:
@@ -121,9 +128,10 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
     from predictor.assembly import build_predictor, serve
 
     try:
-        model = build_predictor(settings)
+        model = build_predictor(settings, wrap_backend=wrap_backend)
         return serve(
             model,
+            host=settings.host,
             http_port=args.http_port,
             enable_grpc=args.enable_grpc,
             event_loop=args.event_loop,

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     n_batch: int = Field(
         default=512, ge=1, description="llama.cpp prompt-processing batch size in tokens."
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP server listens on. Loopback by default, so that a "
+        "laptop's `kzero serve` is not a keyless LLM endpoint for its whole network; the "
+        "container image sets 0.0.0.0 (KZERO_HOST), which pods need for probes and scrapes.",
+    )
     max_tokens_cap: int = Field(
         default=4096,
         ge=1,

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from predictor.assembly import build_predictor, serve
-from predictor.cli import build_serve_parser, configure_logging, settings_from_args
+from predictor.cli import serve_main
 
 
 class FaultyBackend:
@@ -40,17 +39,11 @@ class FaultyBackend:
 
 
 def main() -> int:
-    args = build_serve_parser("faulty_predictor").parse_args(sys.argv[1:])
-    configure_logging()
     path = Path(os.environ["KZERO_TEST_FAULT_FILE"])
-    model = build_predictor(
-        settings_from_args(args), wrap_backend=lambda backend: FaultyBackend(backend, path)
-    )
-    return serve(
-        model,
-        http_port=args.http_port,
-        enable_grpc=args.enable_grpc,
-        event_loop=args.event_loop,
+    return serve_main(
+        sys.argv[1:],
+        prog="faulty_predictor",
+        wrap_backend=lambda backend: FaultyBackend(backend, path),
     )
 
 

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from predictor.assembly import build_predictor, serve
-from predictor.cli import build_serve_parser, configure_logging, settings_from_args
+from predictor.cli import serve_main
 
 
 class GatedBackend:
@@ -32,20 +31,14 @@ class GatedBackend:
         return getattr(self._inner, name)
 
 
-def main() -> None:
-    args = build_serve_parser("gated_predictor").parse_args(sys.argv[1:])
-    configure_logging()
+def main() -> int:
     path = Path(os.environ["KZERO_TEST_LOAD_GATE"])
-    model = build_predictor(
-        settings_from_args(args), wrap_backend=lambda backend: GatedBackend(backend, path)
-    )
-    serve(
-        model,
-        http_port=args.http_port,
-        enable_grpc=args.enable_grpc,
-        event_loop=args.event_loop,
+    return serve_main(
+        sys.argv[1:],
+        prog="gated_predictor",
+        wrap_backend=lambda backend: GatedBackend(backend, path),
     )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
