@@ -60,17 +60,21 @@ def _check(value: Any, schema: Schema, path: str, errors: list[str]) -> None:
             errors.append(f"{path}: null is not allowed")
         return
     if not _type_ok(value, schema):
-        errors.append(f"{path}: expected {schema.get('type', 'int-or-string')}, got {type(value).__name__} {value!r}")
+        errors.append(
+            f"{path}: expected {schema.get('type', 'int-or-string')}, got {type(value).__name__} {value!r}"
+        )
         return
-    if "anyOf" in schema and not schema.get("x-kubernetes-int-or-string"):
-        if not any(_type_ok(value, option) for option in schema["anyOf"]):
-            errors.append(f"{path}: matches none of anyOf")
+    options = [] if schema.get("x-kubernetes-int-or-string") else schema.get("anyOf", [])
+    if options and not any(_type_ok(value, option) for option in options):
+        errors.append(f"{path}: matches none of anyOf")
     if "enum" in schema and value not in schema["enum"]:
         errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
     if isinstance(value, str):
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
-        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get(
+            "maxLength", len(value)
+        ):
             errors.append(f"{path}: length {len(value)} out of bounds")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = _INT_RANGES.get(schema.get("format", ""), (None, None))

@@ -17,9 +17,9 @@ import yaml
 
 from .conftest import rendered
 from .helm_cli import REPO, scenario_files, template
-from .kserve_pod import knative_pod_spec, runtime_for
 from .knative_rules.features import DISABLED, ENABLED, Features, parse_features
 from .knative_rules.validation import validate_pod_spec
+from .kserve_pod import knative_pod_spec, runtime_for
 
 FEATURES_PATCH = REPO / "autoscaling" / "knative" / "config-features.yaml"
 RUNTIME_KINDS = ("ClusterServingRuntime", "ServingRuntime")
@@ -80,7 +80,9 @@ def test_the_predictor_pod_is_the_runtime_merged_with_the_model(objects: list[di
     (container,) = pod["containers"]
     assert container["name"] == "kserve-container"
     # Runtime args first, then the model's (MergeRuntimeContainers).
-    backend = "vllm" if service["spec"]["predictor"]["model"]["runtime"] == "kzero-vllm" else "llamacpp"
+    backend = (
+        "vllm" if service["spec"]["predictor"]["model"]["runtime"] == "kzero-vllm" else "llamacpp"
+    )
     assert container["args"][:2] == ["--http_port=8080", f"--backend={backend}"]
     assert any(arg.startswith("--model=") for arg in container["args"])
     assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
@@ -115,3 +117,9 @@ def test_the_check_reports_fields_behind_disabled_flags() -> None:
         "must not set the field(s): volumes[0].persistentVolumeClaim",
     ):
         assert expected in found, found
+
+
+def test_the_kind_e2e_predictor_is_admitted() -> None:
+    objects = template("-f", str(REPO / "tests" / "e2e" / "values.yaml"), namespace="kzero-e2e")
+    found = refusals(shipped_features(), objects)
+    assert not found, "\n".join(found)

@@ -87,7 +87,11 @@ def test_a_whole_configmap_apply_would_be_refused_and_a_patch_is_not() -> None:
 @pytest.mark.parametrize(
     ("name", "data", "refusal"),
     [
-        ("config-features", {"kubernetes.podspec-emptydir": "enabled"}, "not a config-features key"),
+        (
+            "config-features",
+            {"kubernetes.podspec-emptydir": "enabled"},
+            "not a config-features key",
+        ),
         ("config-features", {"kubernetes.podspec-affinity": "on"}, "ignores the value"),
         ("config-autoscaler", {"stable-window": "5s"}, "stable-window must be in"),
         ("config-autoscaler", {"initial-scale": "0"}, "allow-zero-initial-scale"),

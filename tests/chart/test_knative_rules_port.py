@@ -15,8 +15,8 @@ from .knative_rules.features import (
     ALLOW_ROOT_BOUNDED,
     DISABLED,
     ENABLED,
-    FeatureValueIgnored,
     Features,
+    FeatureValueIgnored,
     default_features,
     parse_features,
 )
@@ -158,7 +158,13 @@ def test_volume_mount_mask_needs_the_mount_propagation_feature() -> None:
 
 def test_container_port_mask_drops_host_ports() -> None:
     # fieldmask_test.go, TestContainerPortMask.
-    port = {"containerPort": 42, "name": "foo", "protocol": "TCP", "hostIP": "1.2.3.4", "hostPort": 43}
+    port = {
+        "containerPort": 42,
+        "name": "foo",
+        "protocol": "TCP",
+        "hostIP": "1.2.3.4",
+        "hostPort": 43,
+    }
     assert mask.disallowed(port, mask.container_port_mask(port)) == ["hostIP", "hostPort"]
 
 
@@ -191,7 +197,9 @@ FEATURE_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "flag"), FEATURE_FIELDS, ids=[f[0] for f in FEATURE_FIELDS])
+@pytest.mark.parametrize(
+    ("field", "value", "flag"), FEATURE_FIELDS, ids=[f[0] for f in FEATURE_FIELDS]
+)
 def test_pod_spec_feature_validation(field: str, value: object, flag: str) -> None:
     pod = {field: value, "containers": BUSYBOX}
     assert errors(validate_pod_spec(default_features(), pod)) == [
@@ -213,17 +221,33 @@ def test_pod_security_context_is_admitted_whole_with_the_feature() -> None:
     [
         (None, []),
         (
-            {"seLinuxOptions": {"level": "s0"}, "windowsOptions": {"x": 1}, "sysctls": [{"name": "a"}]},
-            ["must not set the field(s): seLinuxOptions", "must not set the field(s): sysctls",
-             "must not set the field(s): windowsOptions"],
-        ),  # fmt: skip
+            {
+                "seLinuxOptions": {"level": "s0"},
+                "windowsOptions": {"x": 1},
+                "sysctls": [{"name": "a"}],
+            },
+            [
+                "must not set the field(s): seLinuxOptions",
+                "must not set the field(s): sysctls",
+                "must not set the field(s): windowsOptions",
+            ],
+        ),
         ({"runAsUser": 2**31}, [f"expected 0 <= {2**31} <= {2**31 - 1}: runAsUser"]),
         ({"runAsGroup": -10}, [f"expected 0 <= -10 <= {2**31 - 1}: runAsGroup"]),
         ({"fsGroup": -10}, [f"expected 0 <= -10 <= {2**31 - 1}: fsGroup"]),
-        ({"supplementalGroups": [-10]}, [f"expected 0 <= -10 <= {2**31 - 1}: supplementalGroups[0]"]),
+        (
+            {"supplementalGroups": [-10]},
+            [f"expected 0 <= -10 <= {2**31 - 1}: supplementalGroups[0]"],
+        ),
     ],
-    ids=["nil", "disallowed fields", "too large uid", "negative gid", "negative fsGroup",
-         "negative supplementalGroups"],  # fmt: skip
+    ids=[
+        "nil",
+        "disallowed fields",
+        "too large uid",
+        "negative gid",
+        "negative fsGroup",
+        "negative supplementalGroups",
+    ],
 )
 def test_pod_spec_security_context_validation(context: dict | None, expected: list[str]) -> None:
     # TestPodSpecSecurityContextValidation (the feature is on in every case).
@@ -242,32 +266,55 @@ PVC_DISABLED = [
 @pytest.mark.parametrize(
     ("volume", "flags", "expected"),
     [
-        ({"name": "foo"}, {}, ["expected exactly one, got neither: secret, configMap, projected, emptyDir"]),
+        (
+            {"name": "foo"},
+            {},
+            ["expected exactly one, got neither: secret, configMap, projected, emptyDir"],
+        ),
         ({"name": "foo", "secret": {"secretName": "foo"}}, {}, []),
-        ({"name": "foo", "emptyDir": {"medium": "Memory"}}, {"pod_spec_volumes_empty_dir": ENABLED}, []),
         (
-            {"name": "foo", "hostPath": {"path": "/valid/path"}}, {},
-            ["HostPath volume support is disabled, but found HostPath volume foo",
-             "must not set the field(s): hostPath"],
-        ),  # fmt: skip
+            {"name": "foo", "emptyDir": {"medium": "Memory"}},
+            {"pod_spec_volumes_empty_dir": ENABLED},
+            [],
+        ),
         (
-            {"name": "foo", "csi": {"driver": "foo"}}, {},
-            ["CSI volume support is disabled, but found CSI volume foo",
-             "must not set the field(s): csi"],
-        ),  # fmt: skip
+            {"name": "foo", "hostPath": {"path": "/valid/path"}},
+            {},
+            [
+                "HostPath volume support is disabled, but found HostPath volume foo",
+                "must not set the field(s): hostPath",
+            ],
+        ),
+        (
+            {"name": "foo", "csi": {"driver": "foo"}},
+            {},
+            [
+                "CSI volume support is disabled, but found CSI volume foo",
+                "must not set the field(s): csi",
+            ],
+        ),
         (
             {"name": "foo", "persistentVolumeClaim": {"claimName": "myclaim", "readOnly": True}},
-            {"pod_spec_persistent_volume_claim": ENABLED}, [],
-        ),  # fmt: skip
+            {"pod_spec_persistent_volume_claim": ENABLED},
+            [],
+        ),
         ({"name": "foo", "persistentVolumeClaim": {"claimName": "myclaim"}}, {}, PVC_DISABLED),
         (
-            {"name": "foo"}, {"pod_spec_volumes_host_path": ENABLED},
+            {"name": "foo"},
+            {"pod_spec_volumes_host_path": ENABLED},
             ["expected exactly one, got neither: secret, configMap, projected, emptyDir, hostPath"],
-        ),  # fmt: skip
+        ),
     ],
-    ids=["just name", "secret volume", "emptyDir volume", "hostPath volume with feature disabled",
-         "CSI volume with feature disabled", "valid PVC with PVC feature enabled",
-         "valid PVC with PVC feature disabled", "missing hostPath volume when required"],  # fmt: skip
+    ids=[
+        "just name",
+        "secret volume",
+        "emptyDir volume",
+        "hostPath volume with feature disabled",
+        "CSI volume with feature disabled",
+        "valid PVC with PVC feature enabled",
+        "valid PVC with PVC feature disabled",
+        "missing hostPath volume when required",
+    ],
 )
 def test_volume_validation(volume: dict, flags: dict[str, str], expected: list[str]) -> None:
     # k8s_validation_test.go, TestVolumeValidation (validateVolume with default features).
@@ -319,11 +366,14 @@ def test_features_parse_case_insensitively_and_refuse_what_knative_ignores() -> 
     assert parsed.pod_spec_volumes_empty_dir == DISABLED
     assert parsed.secure_pod_defaults == ALLOW_ROOT_BOUNDED
     # asSecurePodDefaultsFlag has no "Allowed"; Knative keeps the default, silently.
-    assert parse_features({"secure-pod-defaults": "Allowed"}, strict=False).secure_pod_defaults == DISABLED
+    assert (
+        parse_features({"secure-pod-defaults": "Allowed"}, strict=False).secure_pod_defaults
+        == DISABLED
+    )
     with pytest.raises(FeatureValueIgnored, match="ignores the value"):
         parse_features({"secure-pod-defaults": "Allowed"})
     # The key the chart's patch once used: Knative reads kubernetes.podspec-volumes-emptydir.
-    with pytest.raises(FeatureValueIgnored, match="kubernetes.podspec-emptydir"):
+    with pytest.raises(FeatureValueIgnored, match=r"kubernetes\.podspec-emptydir"):
         parse_features({"kubernetes.podspec-emptydir": "enabled"})
 
 

@@ -62,7 +62,11 @@ def test_crd_validator_rejects_unknown_fields_wrong_types_and_missing_required(
         # A Quantity (int-or-string with a pattern).
         (("spec", "predictor", "model", "resources", "limits", "cpu"), "two", "does not match"),
         # A list-type map keyed by name: two env entries with one name.
-        (("spec", "predictor", "model", "env"), [{"name": "A"}, {"name": "A"}], "duplicate entries"),
+        (
+            ("spec", "predictor", "model", "env"),
+            [{"name": "A"}, {"name": "A"}],
+            "duplicate entries",
+        ),
         # ObjectMeta is Kubernetes' own type.
         (("metadata", "lables"), {"a": "b"}, "unknown field of ObjectMeta"),
     ],

@@ -115,7 +115,9 @@ PANIC_WINDOW_PERCENTAGE_MIN, PANIC_WINDOW_PERCENTAGE_MAX = 1.0, 100.0
 def parse_autoscaler(data: dict[str, str]) -> dict[str, object]:
     """pkg/autoscaler/config/config.go, NewConfigFromMap and validate."""
     c = dict(AUTOSCALER_DEFAULTS)
-    c.update({key: AUTOSCALER_KEYS[key](key, raw) for key, raw in data.items() if key in AUTOSCALER_KEYS})
+    c.update(
+        {key: AUTOSCALER_KEYS[key](key, raw) for key, raw in data.items() if key in AUTOSCALER_KEYS}
+    )
     # "% => fractions: for legacy reasons we allow values in the (0, 1] interval".
     target_fraction = float(c["container-concurrency-target-percentage"])  # type: ignore[arg-type]
     if target_fraction > 1.0:
@@ -149,11 +151,17 @@ def parse_autoscaler(data: dict[str, str]) -> dict[str, object]:
             refuse(f"{key} must be greater than 1.0")
     if not WINDOW_MIN <= c["stable-window"] <= WINDOW_MAX:  # type: ignore[operator]
         refuse("stable-window must be in [6s; 1h0m0s] range")
-    if not PANIC_WINDOW_PERCENTAGE_MIN <= c["panic-window-percentage"] <= PANIC_WINDOW_PERCENTAGE_MAX:  # type: ignore[operator]
+    if (
+        not PANIC_WINDOW_PERCENTAGE_MIN
+        <= c["panic-window-percentage"]
+        <= PANIC_WINDOW_PERCENTAGE_MAX
+    ):  # type: ignore[operator]
         refuse("panic-window-percentage must be in [1, 100] interval")
     initial = c["initial-scale"]
     if initial < 0 or (initial == 0 and not c["allow-zero-initial-scale"]):  # type: ignore[operator]
-        refuse("initial-scale must be at least 0 (or at least 1 when allow-zero-initial-scale is false)")
+        refuse(
+            "initial-scale must be at least 0 (or at least 1 when allow-zero-initial-scale is false)"
+        )
     if c["min-scale"] < 0:  # type: ignore[operator]
         refuse("min-scale must be at least 0")
     limit, max_scale = int(c["max-scale-limit"]), int(c["max-scale"])  # type: ignore[call-overload]
@@ -196,7 +204,9 @@ def parse_deployment(data: dict[str, str]) -> dict[str, object]:
     """pkg/deployment/config.go, NewConfigFromMap: the checks after parsing."""
     c: dict[str, object] = {"progress-deadline": 600.0, "digest-resolution-timeout": 10.0,
                             "default-affinity-type": "prefer-spread-revision-over-nodes"}  # fmt: skip
-    c.update({key: DEPLOYMENT_KEYS[key](key, raw) for key, raw in data.items() if key in DEPLOYMENT_KEYS})
+    c.update(
+        {key: DEPLOYMENT_KEYS[key](key, raw) for key, raw in data.items() if key in DEPLOYMENT_KEYS}
+    )
     if not c.get("queue-sidecar-image"):
         raise ConfigRefused("queue-sidecar-image cannot be empty or unset")
     deadline = float(c["progress-deadline"])  # type: ignore[arg-type]
@@ -207,7 +217,9 @@ def parse_deployment(data: dict[str, str]) -> dict[str, object]:
     if float(c["digest-resolution-timeout"]) <= 0:  # type: ignore[arg-type]
         raise ConfigRefused("digest-resolution-timeout cannot be a non-positive duration")
     if c["default-affinity-type"] not in ("none", "prefer-spread-revision-over-nodes"):
-        raise ConfigRefused(f"unsupported default-affinity-type value: {c['default-affinity-type']!r}")
+        raise ConfigRefused(
+            f"unsupported default-affinity-type value: {c['default-affinity-type']!r}"
+        )
     return c
 
 
@@ -241,11 +253,17 @@ def parse_defaults(data: dict[str, str]) -> dict[str, object]:
     c.setdefault("revision-response-start-timeout-seconds", c["revision-timeout-seconds"])
     timeout = c["revision-timeout-seconds"]
     if timeout > c["max-revision-timeout-seconds"]:
-        raise ConfigRefused("revision-timeout-seconds cannot be greater than max-revision-timeout-seconds")
+        raise ConfigRefused(
+            "revision-timeout-seconds cannot be greater than max-revision-timeout-seconds"
+        )
     if 0 < c["revision-response-start-timeout-seconds"] > timeout:
-        raise ConfigRefused("revision-response-start-timeout-seconds cannot be greater than revision-timeout-seconds")
+        raise ConfigRefused(
+            "revision-response-start-timeout-seconds cannot be greater than revision-timeout-seconds"
+        )
     if 0 < c["revision-idle-timeout-seconds"] > timeout:
-        raise ConfigRefused("revision-idle-timeout-seconds cannot be greater than revision-timeout-seconds")
+        raise ConfigRefused(
+            "revision-idle-timeout-seconds cannot be greater than revision-timeout-seconds"
+        )
     if c["container-concurrency-max-limit"] < 1:
         raise ConfigRefused("container-concurrency-max-limit must be at least 1")
     if not 0 <= c["container-concurrency"] <= c["container-concurrency-max-limit"]:
@@ -277,7 +295,9 @@ def check(name: str, data: dict[str, str]) -> None:
     if name != "config-features":
         unknown = set(data) - KNOWN_KEYS[name]
         if unknown:
-            raise ConfigRefused(f"{name}: keys Knative does not read (ignored silently): {sorted(unknown)}")
+            raise ConfigRefused(
+                f"{name}: keys Knative does not read (ignored silently): {sorted(unknown)}"
+            )
     try:
         PARSERS[name](data)
     except FeatureValueIgnored as exc:
@@ -295,7 +315,9 @@ def merge_patch(live: dict[str, str], patch: dict[str, str | None]) -> dict[str,
     return merged
 
 
-def apply_whole(live: dict[str, str], last_applied: dict[str, str], applied: dict[str, str]) -> dict[str, str]:
+def apply_whole(
+    live: dict[str, str], last_applied: dict[str, str], applied: dict[str, str]
+) -> dict[str, str]:
     """`kubectl apply -f` of a whole ConfigMap: its three-way merge deletes every
     key of the last-applied configuration (serving-core.yaml's, for Knative's
     ConfigMaps) that the new file lacks, and keeps keys others added."""

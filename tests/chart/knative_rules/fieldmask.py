@@ -42,7 +42,9 @@ def is_set(key: str, value: Any) -> bool:
 
 def disallowed(obj: Obj, masked: Obj) -> list[str]:
     """knative.dev/pkg apis.CheckDisallowedFields: fields set in obj that the mask dropped or changed."""
-    return sorted(key for key, value in obj.items() if is_set(key, value) and masked.get(key) != value)
+    return sorted(
+        key for key, value in obj.items() if is_set(key, value) and masked.get(key) != value
+    )
 
 
 def _keep(obj: Obj, *keys: str) -> Obj:
@@ -135,9 +137,10 @@ def capabilities_mask(features: Features, capabilities: Obj) -> Obj:
     out = _keep(capabilities, "drop")
     if features.container_spec_add_capabilities == ENABLED:
         out.update(_keep(capabilities, "add"))
-    elif features.secure_pod_defaults in (ENABLED, ALLOW_ROOT_BOUNDED):
-        if capabilities.get("add") == ["NET_BIND_SERVICE"]:
-            out["add"] = ["NET_BIND_SERVICE"]
+    elif features.secure_pod_defaults in (ENABLED, ALLOW_ROOT_BOUNDED) and capabilities.get(
+        "add"
+    ) == ["NET_BIND_SERVICE"]:
+        out["add"] = ["NET_BIND_SERVICE"]
     return out
 
 

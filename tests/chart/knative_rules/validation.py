@@ -169,7 +169,9 @@ def validate_volume(features: Features, volume: Obj, path: str = "") -> list[Fie
         medium = volume["emptyDir"].get("medium", "")
         if medium not in ("", "Memory"):
             errors.append(FieldError(f"invalid value: {medium}", _at(path, "emptyDir.medium")))
-    specified += [s for s in ("persistentVolumeClaim", "hostPath", "csi") if volume.get(s) is not None]
+    specified += [
+        s for s in ("persistentVolumeClaim", "hostPath", "csi") if volume.get(s) is not None
+    ]
     if volume.get("image") is not None:
         specified.append("image")
         if not volume["image"].get("reference"):
@@ -194,7 +196,9 @@ def validate_volume(features: Features, volume: Obj, path: str = "") -> list[Fie
 def _validate_key_to_path(item: Obj, path: str) -> list[FieldError]:
     """k8s_validation.go, validateKeyToPath."""
     errors = _disallowed(item, mask.key_to_path_mask(item), path)
-    errors += [FieldError("missing field(s)", _at(path, f)) for f in ("key", "path") if not item.get(f)]
+    errors += [
+        FieldError("missing field(s)", _at(path, f)) for f in ("key", "path") if not item.get(f)
+    ]
     return errors
 
 
@@ -222,7 +226,9 @@ def _validate_projection(projection: Obj, path: str) -> list[FieldError]:
         where = _at(path, "downwardAPI")
         errors += _disallowed(downward, mask.downward_api_projection_mask(downward), where)
         for i, item in enumerate(downward.get("items") or []):
-            errors += _disallowed(item, mask.downward_api_volume_file_mask(item), _at(where, f"items[{i}]"))
+            errors += _disallowed(
+                item, mask.downward_api_volume_file_mask(item), _at(where, f"items[{i}]")
+            )
     if not specified:
         errors.append(FieldError("expected exactly one, got neither", path))
     elif len(specified) > 1:
@@ -240,16 +246,26 @@ def _validate_init_containers(
     if not init:
         return []
     if features.pod_spec_init_containers != ENABLED:
-        return [FieldError(f"pod spec support for init-containers is off, but found {len(init)} init containers")]
+        return [
+            FieldError(
+                f"pod spec support for init-containers is off, but found {len(init)} init containers"
+            )
+        ]
     errors = []
     names = {c.get("name") for c in others}
     for i, container in enumerate(init):
         where = _at(path, f"containers[{i}]")
         if container.get("name") in names:
-            errors.append(FieldError(f'duplicate container name "{container.get("name")}"', _at(where, "name")))
+            errors.append(
+                FieldError(
+                    f'duplicate container name "{container.get("name")}"', _at(where, "name")
+                )
+            )
         for field in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"):
             if container.get(field) is not None:
-                errors.append(FieldError("field not allowed in an init container", _at(where, field)))
+                errors.append(
+                    FieldError("field not allowed in an init container", _at(where, field))
+                )
         errors += _validate_container(features, container, volumes, where, init=True)
     return errors
 
@@ -265,7 +281,11 @@ def _validate_containers(
     for i, container in enumerate(containers):
         where = _at(path, f"containers[{i}]")
         if container.get("name") in seen:
-            errors.append(FieldError(f'duplicate container name "{container.get("name")}"', _at(where, "name")))
+            errors.append(
+                FieldError(
+                    f'duplicate container name "{container.get("name")}"', _at(where, "name")
+                )
+            )
         seen.add(container.get("name", ""))
         if container.get("ports"):
             errors += validate_user_container(features, container, volumes, port, where)
@@ -295,7 +315,9 @@ def validate_user_container(
 ) -> list[FieldError]:
     """k8s_validation.go, ValidateUserContainer."""
     errors = _validate_probe(container.get("livenessProbe"), port, True, _at(path, "livenessProbe"))
-    errors += _validate_readiness_probe(container.get("readinessProbe"), port, _at(path, "readinessProbe"))
+    errors += _validate_readiness_probe(
+        container.get("readinessProbe"), port, _at(path, "readinessProbe")
+    )
     return errors + _validate_container(features, container, volumes, path)
 
 
@@ -325,7 +347,9 @@ def _validate_container(
         return [FieldError("missing field(s)", path)]
     errors = _disallowed(container, mask.container_mask(container), path)
     if container.get("name") in RESERVED_CONTAINER_NAMES:
-        errors.append(FieldError(f'"{container["name"]}" is a reserved container name', _at(path, "name")))
+        errors.append(
+            FieldError(f'"{container["name"]}" is a reserved container name', _at(path, "name"))
+        )
     reserved_env = RESERVED_ENV_VARS - {"PORT"} if init else RESERVED_ENV_VARS
     for i, env in enumerate(container.get("env") or []):
         where = _at(path, f"env[{i}]")
@@ -333,16 +357,24 @@ def _validate_container(
         if not env.get("name"):
             errors.append(FieldError("missing field(s)", _at(where, "name")))
         elif env["name"] in reserved_env:
-            errors.append(FieldError(f'"{env["name"]}" is a reserved environment variable', _at(where, "name")))
+            errors.append(
+                FieldError(
+                    f'"{env["name"]}" is a reserved environment variable', _at(where, "name")
+                )
+            )
         if (source := env.get("valueFrom")) is not None:
             field_ref = features.pod_spec_field_ref != DISABLED
-            errors += _disallowed(source, mask.env_var_source_mask(source, field_ref), _at(where, "valueFrom"))
+            errors += _disallowed(
+                source, mask.env_var_source_mask(source, field_ref), _at(where, "valueFrom")
+            )
     for i, source in enumerate(container.get("envFrom") or []):
         where = _at(path, f"envFrom[{i}]")
         errors += _disallowed(source, mask.env_from_source_mask(source), where)
         refs = [r for r in ("configMapRef", "secretRef") if source.get(r) is not None]
         for ref in refs:
-            errors += _disallowed(source[ref], mask.env_source_ref_mask(source[ref]), _at(where, ref))
+            errors += _disallowed(
+                source[ref], mask.env_source_ref_mask(source[ref]), _at(where, ref)
+            )
         if len(refs) != 1:
             errors.append(FieldError("expected exactly one", _at(where, "configMapRef, secretRef")))
     if not container.get("image"):
@@ -355,16 +387,24 @@ def _validate_container(
         user_port = ports[0]
         errors += _validate_port_basic(user_port, _at(path, "ports"))
         if user_port.get("protocol", "") not in ("", "TCP"):
-            errors.append(FieldError(f"invalid value: {user_port['protocol']}", _at(path, "ports.protocol")))
+            errors.append(
+                FieldError(f"invalid value: {user_port['protocol']}", _at(path, "ports.protocol"))
+            )
         if user_port.get("name", "") not in VALID_PORT_NAMES:
-            errors.append(FieldError(f"Port name {user_port['name']} is not allowed", _at(path, "ports")))
+            errors.append(
+                FieldError(f"Port name {user_port['name']} is not allowed", _at(path, "ports"))
+            )
     if (resources := container.get("resources")) is not None:
-        errors += _disallowed(resources, mask.resource_requirements_mask(resources), _at(path, "resources"))
+        errors += _disallowed(
+            resources, mask.resource_requirements_mask(resources), _at(path, "resources")
+        )
     if (context := container.get("securityContext")) is not None:
         errors += _validate_security_context(features, context, _at(path, "securityContext"))
     if container.get("terminationMessagePolicy", "") not in ("", "File", "FallbackToLogsOnError"):
         errors.append(FieldError("invalid value", _at(path, "terminationMessagePolicy")))
-    errors += _validate_volume_mounts(features, container.get("volumeMounts") or [], volumes, _at(path, "volumeMounts"))
+    errors += _validate_volume_mounts(
+        features, container.get("volumeMounts") or [], volumes, _at(path, "volumeMounts")
+    )
     return errors
 
 
@@ -373,7 +413,9 @@ def _validate_port_basic(port: Obj, path: str) -> list[FieldError]:
     errors = _disallowed(port, mask.container_port_mask(port), path)
     number = port.get("containerPort", 0)
     if number in RESERVED_PORTS:
-        errors.append(FieldError(f"invalid value: {number} is a reserved port", _at(path, "containerPort")))
+        errors.append(
+            FieldError(f"invalid value: {number} is a reserved port", _at(path, "containerPort"))
+        )
     if not 0 <= number <= 65535:
         errors.append(FieldError(f"expected 0 <= {number} <= 65535", _at(path, "containerPort")))
     return errors
@@ -410,16 +452,27 @@ def _validate_volume_mounts(
         if not mount_path:
             errors.append(FieldError("missing field(s)", _at(where, "mountPath")))
         elif clean in RESERVED_PATHS:
-            errors.append(FieldError(f'mountPath "{clean}" is a reserved path', _at(where, "mountPath")))
+            errors.append(
+                FieldError(f'mountPath "{clean}" is a reserved path', _at(where, "mountPath"))
+            )
         elif not posixpath.isabs(mount_path):
             errors.append(FieldError(f"invalid value: {mount_path}", _at(where, "mountPath")))
         elif clean in seen_paths:
-            errors.append(FieldError(f'invalid value: "{mount_path}" must be unique', _at(where, "mountPath")))
+            errors.append(
+                FieldError(f'invalid value: "{mount_path}" must be unique', _at(where, "mountPath"))
+            )
         seen_paths.add(clean)
         # Mounts of anything but emptyDir and PVC volumes must be read-only.
-        writable_kind = volume.get("emptyDir") is not None or volume.get("persistentVolumeClaim") is not None
+        writable_kind = (
+            volume.get("emptyDir") is not None or volume.get("persistentVolumeClaim") is not None
+        )
         if not writable_kind and not mount.get("readOnly"):
-            errors.append(FieldError("volume mount should be readOnly for this type of volume", _at(where, "readOnly")))
+            errors.append(
+                FieldError(
+                    "volume mount should be readOnly for this type of volume",
+                    _at(where, "readOnly"),
+                )
+            )
         if (propagation := mount.get("mountPropagation")) is not None:
             if features.pod_spec_volumes_mount_propagation != ENABLED:
                 errors.append(FieldError(
@@ -427,17 +480,26 @@ def _validate_volume_mounts(
                     f"{mount.get('name')} with mount propagation"
                 ))  # fmt: skip
             if propagation not in ("None", "HostToContainer"):
-                errors.append(FieldError("mount propagation should be set to None or HostToContainer", _at(where, "mountPropagation")))
+                errors.append(
+                    FieldError(
+                        "mount propagation should be set to None or HostToContainer",
+                        _at(where, "mountPropagation"),
+                    )
+                )
         claim = volume.get("persistentVolumeClaim")
         if claim is not None and claim.get("readOnly") and not mount.get("readOnly"):
-            errors.append(FieldError("volume is readOnly but volume mount is not", _at(where, "readOnly")))
+            errors.append(
+                FieldError("volume is readOnly but volume mount is not", _at(where, "readOnly"))
+            )
     return errors
 
 
 # --- Probes ----------------------------------------------------------------
 
 
-def _validate_readiness_probe(probe: Obj | None, port: Obj | None, path: str, user: bool = True) -> list[FieldError]:
+def _validate_readiness_probe(
+    probe: Obj | None, port: Obj | None, path: str, user: bool = True
+) -> list[FieldError]:
     """k8s_validation.go, validateReadinessProbe: periodSeconds 0 is Knative's own fast probe."""
     if probe is None:
         return []
@@ -455,7 +517,11 @@ def _validate_readiness_probe(probe: Obj | None, port: Obj | None, path: str, us
     if period == 0:
         for field in ("failureThreshold", "timeoutSeconds"):
             if probe.get(field, 0) != 0:
-                errors.append(FieldError(f"{field} is disallowed when periodSeconds is zero", _at(path, field)))
+                errors.append(
+                    FieldError(
+                        f"{field} is disallowed when periodSeconds is zero", _at(path, field)
+                    )
+                )
     else:
         for field, default in (("timeoutSeconds", 1), ("failureThreshold", 3)):
             if probe.get(field, default) < 1:
@@ -484,9 +550,18 @@ def _validate_probe(probe: Obj | None, port: Obj | None, user: bool, path: str) 
             probe_port = action.get("port")
             if user and port is not None:
                 if isinstance(probe_port, str) and probe_port and probe_port != port["name"]:
-                    errors.append(FieldError("invalid value: Probe port must match container port", _at(path, f"{handler}.port")))
+                    errors.append(
+                        FieldError(
+                            "invalid value: Probe port must match container port",
+                            _at(path, f"{handler}.port"),
+                        )
+                    )
             elif probe_port in (None, 0, ""):
-                errors.append(FieldError("invalid value: Probe port must be specified", _at(path, f"{handler}.port")))
+                errors.append(
+                    FieldError(
+                        "invalid value: Probe port must be specified", _at(path, f"{handler}.port")
+                    )
+                )
     if not handlers:
         errors.append(FieldError("expected exactly one, got neither", path))
     elif len(handlers) > 1:
