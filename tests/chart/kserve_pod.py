@@ -77,3 +77,30 @@ def knative_pod_spec(service: Obj, runtime: Obj) -> Obj:
     others = [c for c in runtime_spec["containers"] if c["name"] != PREDICTOR_CONTAINER]
     pod["containers"] = [container, *others, *predictor.get("containers", [])]
     return pod
+
+
+def revision_annotations(service: Obj, runtime: Obj) -> dict[str, str]:
+    """The annotations KServe puts on the Knative revision template.
+
+    Predictor.buildObjectMeta (components/predictor.go) unites the runtime's
+    annotations, the InferenceService's and the predictor's, in that priority;
+    then SetAutoScalingAnnotations (pkg/controller/v1alpha1/utils/utils.go)
+    adds the KPA class when none is set, min-scale from minReplicas (1 when
+    unset: constants.DefaultMinReplicas), max-scale from a non-zero
+    maxReplicas, and target/metric from scaleTarget/scaleMetric.
+    """
+    predictor = service["spec"]["predictor"]
+    annotations = {
+        **runtime["spec"].get("annotations", {}),
+        **service["metadata"].get("annotations", {}),
+        **predictor.get("annotations", {}),
+    }
+    annotations.setdefault("autoscaling.knative.dev/class", "kpa.autoscaling.knative.dev")
+    if "scaleTarget" in predictor:
+        annotations["autoscaling.knative.dev/target"] = str(predictor["scaleTarget"])
+    if "scaleMetric" in predictor:
+        annotations["autoscaling.knative.dev/metric"] = predictor["scaleMetric"]
+    annotations["autoscaling.knative.dev/min-scale"] = str(predictor.get("minReplicas", 1))
+    if predictor.get("maxReplicas", 0) != 0:
+        annotations["autoscaling.knative.dev/max-scale"] = str(predictor["maxReplicas"])
+    return annotations

@@ -1,27 +1,33 @@
-"""Knative's webhook admits every predictor pod the chart renders.
+"""Knative's webhook admits every predictor pod and revision the chart renders.
 
 KServe turns each InferenceService into a Knative Service whose pod spec is the
 predictor merged with its runtime (kserve_pod.py); Knative's webhook then runs
 ValidatePodSpec under the cluster's config-features. This checks every
 scenario's predictor pods with the port of Knative 1.21's rules
 (knative_rules/), under the flags autoscaling/knative/config-features.yaml
-ships, merged over Knative's defaults as the patch is.
+ships, merged over Knative's defaults as the patch is, and each revision's
+autoscaling annotations under the config-autoscaler the chart ships.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import rendered
 from .helm_cli import REPO, scenario_files, template
+from .knative_rules.annotations import validate_annotations
+from .knative_rules.configmaps import parse_autoscaler
 from .knative_rules.features import DISABLED, ENABLED, Features, parse_features
 from .knative_rules.validation import validate_pod_spec
-from .kserve_pod import knative_pod_spec, runtime_for
+from .kserve_pod import knative_pod_spec, revision_annotations, runtime_for
 
-FEATURES_PATCH = REPO / "autoscaling" / "knative" / "config-features.yaml"
+KNATIVE = REPO / "autoscaling" / "knative"
+FEATURES_PATCH = KNATIVE / "config-features.yaml"
+AUTOSCALER_PATCH = KNATIVE / "config-autoscaler.yaml"
 RUNTIME_KINDS = ("ClusterServingRuntime", "ServingRuntime")
 
 
@@ -123,3 +129,42 @@ def test_the_kind_e2e_predictor_is_admitted() -> None:
     objects = template("-f", str(REPO / "tests" / "e2e" / "values.yaml"), namespace="kzero-e2e")
     found = refusals(shipped_features(), objects)
     assert not found, "\n".join(found)
+
+
+def shipped_autoscaler() -> dict[str, object]:
+    return parse_autoscaler(yaml.safe_load(AUTOSCALER_PATCH.read_text())["data"])
+
+
+def annotation_refusals(objects: list[dict], config: dict[str, object]) -> list[str]:
+    runtimes = all_runtimes()
+    return [
+        f"{obj['metadata']['name']}: {error}"
+        for obj in objects
+        if obj["kind"] == "InferenceService"
+        for error in validate_annotations(
+            config, revision_annotations(obj, runtime_for(obj, runtimes))
+        )
+    ]
+
+
+def test_every_revision_passes_knatives_autoscaling_annotation_checks(objects: list[dict]) -> None:
+    found = annotation_refusals(objects, shipped_autoscaler())
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "preset", sorted((KNATIVE / "presets").glob("*-values.yaml")), ids=lambda p: p.name
+)
+def test_preset_revisions_pass_the_annotation_checks(preset: Path) -> None:
+    found = annotation_refusals(template("-f", str(preset)), shipped_autoscaler())
+    assert not found, "\n".join(found)
+
+
+def test_zero_initial_scale_needs_the_shipped_cluster_setting() -> None:
+    # The cost-first preset starts revisions with no pod; Knative refuses that
+    # unless config-autoscaler allows it, which the shipped patch does.
+    objects = template("-f", str(KNATIVE / "presets" / "cost-first-values.yaml"))
+    strict_cluster = {**shipped_autoscaler(), "allow-zero-initial-scale": False}
+    assert annotation_refusals(objects, strict_cluster) == [
+        "smollm2: invalid value: 0: autoscaling.knative.dev/initial-scale=0 not allowed by cluster"
+    ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 
 from .knative_rules import fieldmask as mask
+from .knative_rules.annotations import validate_annotations
+from .knative_rules.configmaps import parse_autoscaler
 from .knative_rules.features import (
     ALLOW_ROOT_BOUNDED,
     DISABLED,
@@ -384,3 +386,70 @@ def test_default_features_match_features_go() -> None:
     assert defaults.pod_spec_persistent_volume_claim == DISABLED
     assert defaults.pod_spec_security_context == DISABLED
     assert defaults.secure_pod_defaults == DISABLED
+
+
+# --- annotation_validation_test.go -------------------------------------------
+
+A = "autoscaling.knative.dev/"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({}, []),
+        (
+            {A + "class": "unsupported.knative.dev"},
+            [f"invalid value: unsupported.knative.dev: {A}class"],
+        ),
+        ({A + "class": "some.other.domain"}, []),
+        ({A + "min-scale": "-1"}, [f"expected 0 <= -1 <= 2147483647: {A}min-scale"]),
+        (
+            {A + "min-scale": "5", A + "max-scale": "2"},
+            [f"max-scale=2 is less than min-scale=5: {A}max-scale, {A}min-scale"],
+        ),
+        ({A + "target": "0"}, [f"target 0 should be at least 0.01: {A}target"]),
+        ({A + "target": "100}"}, [f"invalid value: 100}}: {A}target"]),
+        ({A + "target-burst-capacity": "-11"}, [f"invalid value: -11: {A}target-burst-capacity"]),
+        ({A + "target-burst-capacity": "-1"}, []),
+        (
+            {A + "target-utilization-percentage": "101"},
+            [f"expected 1 <= 101 <= 100: {A}target-utilization-percentage"],
+        ),
+        ({A + "window": "1s"}, [f"expected 6s <= 1s <= 1h0m0s: {A}window"]),
+        ({A + "window": "365h"}, [f"expected 6s <= 365h <= 1h0m0s: {A}window"]),
+        (
+            {A + "window": "1m9s82ms"},
+            [f"must be specified with at most second precision: {A}window"],
+        ),
+        (
+            {A + "initial-scale": "0"},
+            [f"invalid value: 0: {A}initial-scale=0 not allowed by cluster"],
+        ),
+        (
+            {A + "initial-scale": "-1"},
+            [f"invalid value: -1: {A}initial-scale must be greater than 0"],
+        ),
+        ({A + "initial-scale": "2"}, []),
+    ],
+    ids=[
+        "empty annotations",
+        "invalid class",
+        "non-knative.dev domain class",
+        "minScale is -1",
+        "minScale is 5, maxScale is 2",
+        "target 0",
+        "invalid target",
+        "TBC negative",
+        "TBC -1",
+        "TU too big",
+        "window too short",
+        "window too long",
+        "window too precise",
+        "initial scale is zero but cluster doesn't allow",
+        "initial scale is less than 0",
+        "initial scale is greater than 0",
+    ],
+)
+def test_annotation_validation(annotations: dict[str, str], expected: list[str]) -> None:
+    # annotation_validation_test.go, TestValidateAnnotations (defaultConfig()).
+    assert validate_annotations(parse_autoscaler({}), annotations) == expected
