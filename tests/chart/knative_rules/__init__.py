@@ -7,6 +7,7 @@ rules in Python so the chart can be checked without a cluster:
 - features.py    pkg/apis/config/features.go: the flags, their defaults, parsing
 - fieldmask.py   pkg/apis/serving/fieldmask.go: what each mask keeps
 - validation.py  pkg/apis/serving/k8s_validation.go: ValidatePodSpec and below
+- annotations.py pkg/apis/autoscaling/annotation_validation.go: ValidateAnnotations
 - configmaps.py  the ConfigMap parsers of config-autoscaler, -deployment, -defaults
 
 Each rule cites its file and function. Read with
