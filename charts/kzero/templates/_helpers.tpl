@@ -207,10 +207,11 @@ seccompProfile:
 
 {{/*
 The label every pod that mounts the cache carries: with a ReadWriteOnce cache,
-the pods find each other by it and share one node.
+the pods find each other by it and share one node. A label value holds at most
+63 characters; a claim name may be longer.
 */}}
 {{- define "kzero.cacheUserLabel" -}}
-kzero.dev/model-cache: {{ include "kzero.cacheClaimName" . }}
+kzero.dev/model-cache: {{ include "kzero.cacheClaimName" . | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{/*
