@@ -36,11 +36,20 @@ kubectl apply -f "$KNATIVE/serving-crds.yaml"
 kubectl apply -f "$KNATIVE/serving-core.yaml"
 # net-kourier moved from the knative org to knative-extensions; its releases are there.
 kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/knative-${KNATIVE_KOURIER_VERSION}/kourier.yaml"
+# Knative's ConfigMap webhook (failurePolicy Fail) judges every change to its
+# ConfigMaps: patching before the webhook deployment is Available races its
+# start and fails. Wait for all of knative-serving (webhook included) first.
+wait_deployments knative-serving
 kubectl -n knative-serving patch configmap/config-network --type merge \
   -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
-# kzero's Knative settings: PVC/nodeSelector/tolerations features, KPA, timeouts.
-kubectl apply -f autoscaling/knative/
-wait_deployments knative-serving
+# kzero's Knative settings (PVC/nodeSelector/tolerations/affinity features,
+# KPA, timeouts) as merge patches: a whole-ConfigMap `kubectl apply` would
+# delete the keys serving-core.yaml ships, and the webhook refuses losing
+# config-deployment's queue-sidecar-image.
+for name in features autoscaler deployment defaults; do
+  kubectl -n knative-serving patch "configmap/config-$name" --type merge \
+    --patch-file "autoscaling/knative/config-$name.yaml"
+done
 wait_deployments kourier-system
 kubectl -n kourier-system patch service kourier \
   -p "{\"spec\":{\"type\":\"NodePort\",\"ports\":[{\"port\":80,\"nodePort\":${E2E_INGRESS_PORT}}]}}"

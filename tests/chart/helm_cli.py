@@ -50,3 +50,14 @@ def template(*args: str, release: str = "kzero", namespace: str = "kzero") -> li
 
 def scenario_files() -> list[Path]:
     return sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def notes(*args: str, release: str = "kzero", namespace: str = "kzero") -> str:
+    """NOTES.txt as `helm install` prints it, from a client-side dry run (no cluster)."""
+    result = run_helm(
+        "install", release, str(CHART), "--namespace", namespace, "--dry-run=client", *args
+    )
+    assert result.returncode == 0, (
+        f"helm install --dry-run {' '.join(args)} failed:\n{result.stderr}"
+    )
+    return result.stdout.split("NOTES:\n", 1)[1]

@@ -109,8 +109,8 @@ BAD_VALUES = {
         "models[m]: accelerator is gpu but gpuUri",
     ),
     "cpu model without uri": (
-        {"models": [{"name": "m", "gpuUri": "hf://org/m"}]},
-        "models[m]: runs on CPU (accelerator auto) but uri",
+        {"models": [{"name": "m", "gpuUri": "hf://org/m", "accelerator": "cpu"}]},
+        "models[m]: runs on CPU (accelerator cpu) but uri",
     ),
     "no PVC at all": (
         {"cache": {"create": False, "existingClaim": ""}},

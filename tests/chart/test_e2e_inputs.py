@@ -8,7 +8,7 @@ import re
 import kubernetes_validate
 import yaml
 
-from . import kserve_strict
+from . import kserve_schema, kserve_strict
 from .helm_cli import REPO, template
 from .pod_specs import pod_specs
 from .test_pod_security import _violations
@@ -36,6 +36,7 @@ def test_e2e_values_render_valid_restricted_objects() -> None:
     for obj in objects:
         if (obj["apiVersion"], obj["kind"]) in kserve_strict.KINDS:
             assert kserve_strict.validate(obj) == []
+            assert kserve_schema.validate(obj) == []
         else:
             kubernetes_validate.validate(obj, kind_kubernetes_version(), strict=True)
     assert [v for spec in pod_specs(objects) for v in _violations(spec)] == []
@@ -78,3 +79,38 @@ def test_model_file_server_manifest_is_valid() -> None:
 def test_kserve_release_is_the_one_whose_sdk_validates_the_chart() -> None:
     # kserve_strict.py checks the chart's InferenceServices against this SDK's models.
     assert VERSIONS["KSERVE_VERSION"] == f"v{importlib.metadata.version('kserve')}"
+
+
+# knative/serving pkg/deployment/config.go, defaultConfig: the registries whose
+# tags Knative does not resolve to digests (digestResolver.Resolve in
+# pkg/reconciler/revision/resolve.go returns early for them).
+REGISTRIES_SKIPPING_TAG_RESOLVING = {"kind.local", "ko.local", "dev.local"}
+
+
+def registry(image: str) -> str:
+    """The registry of an image reference, as go-containerregistry's name.NewTag reads it."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "index.docker.io"
+
+
+def test_e2e_image_is_in_a_registry_knative_does_not_resolve() -> None:
+    # A bare kzero-cpu:e2e is docker.io/library/kzero-cpu: Knative asks Docker
+    # Hub for its digest, fails, and the revision reports ContainerMissing,
+    # whatever the pull policy.
+    assert registry(VERSIONS["E2E_CPU_IMAGE"]) in REGISTRIES_SKIPPING_TAG_RESOLVING
+    assert registry("kzero-cpu:e2e") == "index.docker.io"
+
+
+def test_kind_setup_waits_for_knative_before_patching_its_configmaps() -> None:
+    # The ConfigMap webhook (failurePolicy Fail) must be up before any patch.
+    lines = (REPO / "scripts" / "kind" / "up.sh").read_text().splitlines()
+    waits = [
+        i for i, line in enumerate(lines) if line.strip() == "wait_deployments knative-serving"
+    ]
+    patches = [
+        i for i, line in enumerate(lines) if re.search(r"kubectl -n knative-serving patch", line)
+    ]
+    assert waits and patches
+    assert waits[0] < patches[0], "up.sh patches a Knative ConfigMap before its webhook is up"

@@ -107,7 +107,7 @@ def test_warm_job_warms_exactly_the_served_uris() -> None:
         if arg.startswith("--model=")
     ]
     assert warmed == served
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
 
 
 def test_predictors_mount_the_cache_read_only_and_point_kzero_at_it(objects: list[dict]) -> None:

@@ -20,7 +20,9 @@ from .pods import predictor_pods, ready_pod, sample, scrape_metrics, wait_for_ze
 pytestmark = pytest.mark.e2e
 
 # Time for the InferenceService to become Ready on a fresh install: image
-# already loaded into kind, model already warmed by the pre-install Job.
+# already loaded into kind, model warmed by the post-install Job (which Helm
+# waited for); a predictor that started before the Job finished is restarted
+# by the kubelet, with its back-off, until the model is in the cache.
 READY_TIMEOUT_SECONDS = 600
 # tests/e2e/values.yaml sets a 6 s stable window; Knative then waits its 30 s
 # scale-to-zero grace period, and the pod takes a few seconds to terminate.

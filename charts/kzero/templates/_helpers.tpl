@@ -32,38 +32,81 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/*
-"true" when a node in the cluster has allocatable nvidia.com/gpu. `lookup`
-returns nothing under `helm template` and --dry-run, so those render the CPU path.
+What `lookup` can tell about GPUs, as YAML: reachable (whether there is a
+cluster to ask) and gpuNodes (nodes with allocatable nvidia.com/gpu now).
+`lookup` returns an empty map under `helm template`, `--dry-run=client` and
+GitOps renderers; a reachable cluster answers a NodeList with `items`.
 */}}
-{{- define "kzero.clusterHasGPU" -}}
-{{- $found := false -}}
+{{- define "kzero.gpuView" -}}
 {{- $nodes := lookup "v1" "Node" "" "" -}}
+{{- $gpuNodes := 0 -}}
 {{- range (get $nodes "items" | default list) -}}
 {{- $gpus := dig "status" "allocatable" "nvidia.com/gpu" "0" . | toString -}}
 {{- if and (ne $gpus "0") (ne $gpus "") -}}
-{{- $found = true -}}
+{{- $gpuNodes = add1 $gpuNodes -}}
 {{- end -}}
 {{- end -}}
-{{- if $found -}}true{{- end -}}
+reachable: {{ hasKey $nodes "items" }}
+gpuNodes: {{ $gpuNodes }}
 {{- end -}}
 
 {{/*
-A models[] entry merged over .Values.defaults, plus "device" (cpu or gpu) and
-"servedUri" (the URI that device serves). Returned as YAML: use fromYaml.
+The device a model runs on and why, as YAML (device, reason). An explicit
+accelerator always wins. `auto`:
+  1. keeps the device of the InferenceService this release already runs, so an
+     upgrade never moves a model because a GPU pool happens to be scaled to zero;
+  2. else gpu when the model has a gpuUri and a node has allocatable nvidia.com/gpu;
+  3. else cpu when the model has a uri;
+  4. else fails: a gpuUri-only model is never put on CPU, and without cluster
+     access (helm template) auto cannot know, so it asks for an explicit choice.
+Call with (dict "root" $ "model" $mergedModel).
+*/}}
+{{- define "kzero.device" -}}
+{{- $m := .model -}}
+{{- if ne $m.accelerator "auto" -}}
+device: {{ $m.accelerator }}
+reason: accelerator is {{ $m.accelerator }} in the values
+{{- else -}}
+{{- $existing := lookup "serving.kserve.io/v1beta1" "InferenceService" .root.Release.Namespace $m.name -}}
+{{- $kept := dig "metadata" "labels" "kzero.dev/accelerator" "" $existing -}}
+{{- $view := include "kzero.gpuView" .root | fromYaml -}}
+{{- if and (eq $kept "gpu") $m.gpuUri -}}
+device: gpu
+reason: auto kept the device of the running InferenceService
+{{- else if and (eq $kept "cpu") $m.uri -}}
+device: cpu
+reason: auto kept the device of the running InferenceService
+{{- else if and $m.gpuUri (gt (int $view.gpuNodes) 0) -}}
+device: gpu
+reason: auto found {{ $view.gpuNodes }} node(s) with allocatable nvidia.com/gpu
+{{- else if and $m.uri (not $view.reachable) -}}
+device: cpu
+reason: auto could not list nodes (no cluster access, e.g. helm template), so it used the GGUF uri{{ if $m.gpuUri }}; set accelerator gpu to serve the gpuUri{{ end }}
+{{- else if $m.uri -}}
+device: cpu
+reason: auto found no node with allocatable nvidia.com/gpu{{ if $m.gpuUri }} (a GPU pool scaled to zero looks the same: set accelerator gpu to serve the gpuUri){{ end }}
+{{- else if not $view.reachable -}}
+{{- fail (printf "models[%s]: accelerator auto cannot tell whether the cluster has GPUs without cluster access (helm template, --dry-run=client, GitOps renderers), and the model has only a gpuUri: set accelerator: gpu" $m.name) -}}
+{{- else -}}
+{{- fail (printf "models[%s]: accelerator auto found no node with allocatable nvidia.com/gpu and the model has only a gpuUri, which is never served on CPU: set accelerator: gpu (it then waits for a GPU node, e.g. a pool scaled to zero) or add a GGUF uri" $m.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A models[] entry merged over .Values.defaults, plus "device" (cpu or gpu),
+"deviceReason" (why, for NOTES.txt) and "servedUri" (the URI that device serves). Returned as YAML: use fromYaml.
 Call with (dict "root" $ "model" $entry).
 */}}
 {{- define "kzero.model" -}}
 {{- $root := .root -}}
 {{- $m := mergeOverwrite (deepCopy $root.Values.defaults) (deepCopy .model) -}}
-{{- $device := "cpu" -}}
-{{- if eq $m.accelerator "gpu" -}}
-{{- if not $m.gpuUri -}}
+{{- if and (eq $m.accelerator "gpu") (not $m.gpuUri) -}}
 {{- fail (printf "models[%s]: accelerator is gpu but gpuUri (a Hugging Face safetensors directory for vLLM) is empty" $m.name) -}}
 {{- end -}}
-{{- $device = "gpu" -}}
-{{- else if and (eq $m.accelerator "auto") $m.gpuUri (include "kzero.clusterHasGPU" $root) -}}
-{{- $device = "gpu" -}}
-{{- end -}}
+{{- $choice := include "kzero.device" (dict "root" $root "model" $m) | fromYaml -}}
+{{- $device := $choice.device -}}
+{{- $_ := set $m "deviceReason" $choice.reason -}}
 {{- if and (eq $device "cpu") (not $m.uri) -}}
 {{- fail (printf "models[%s]: runs on CPU (accelerator %s) but uri (a GGUF file for llama.cpp) is empty" $m.name $m.accelerator) -}}
 {{- end -}}
@@ -149,14 +192,47 @@ terminationGracePeriodSeconds: {{ int $revision }}
 {{- end -}}
 
 {{/*
-The restricted pod security profile: pod level. Only the two fields Knative
-accepts without its kubernetes.podspec-securitycontext feature; the UID and GID
-are set per container.
+The restricted pod security profile at pod level, for the plain pods (the warm
+Job, the helm test Pod). InferenceServices get none: Knative's webhook refuses
+runAsNonRoot at pod level unless kubernetes.podspec-securitycontext is on, and
+even seccompProfile passes only under the cluster-wide secure-pod-defaults
+(knative/serving pkg/apis/serving/fieldmask.go, PodSpecMask and
+PodSecurityContextMask). The predictor container carries every field instead.
 */}}
 {{- define "kzero.podSecurityContext" -}}
 runAsNonRoot: true
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The label every pod that mounts the cache carries: with a ReadWriteOnce cache,
+the pods find each other by it and share one node. A label value holds at most
+63 characters; a claim name may be longer.
+*/}}
+{{- define "kzero.cacheUserLabel" -}}
+kzero.dev/model-cache: {{ include "kzero.cacheClaimName" . | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/*
+ReadWriteOnce attaches the volume to one node at a time, and Knative spreads a
+revision's pods over nodes (deploy.go, makePreferSpreadRevisionOverNodes), so a
+second pod on another node would hang on a Multi-Attach error. This required
+pod affinity keeps every pod that mounts the cache (predictors of all models
+and the warm Job) on the node where one already runs; the first one may go
+anywhere (a pod that matches its own affinity term is allowed to start alone).
+Knative adds its spreading only when the pod has no affinity, and admits
+affinity only with kubernetes.podspec-affinity enabled. Empty for ReadWriteMany.
+*/}}
+{{- define "kzero.cacheAffinity" -}}
+{{- if eq .Values.cache.accessMode "ReadWriteOnce" -}}
+podAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - labelSelector:
+        matchLabels:
+          {{- include "kzero.cacheUserLabel" . | nindent 10 }}
+      topologyKey: kubernetes.io/hostname
+{{- end -}}
 {{- end -}}
 
 {{/* The restricted pod security profile: container level, plus a read-only root. */}}
