@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictor.cli_parsing import positive_float
+
 from autoscaling import seed
 from autoscaling.bench_results import BenchFileError, read_bench
 from autoscaling.cost import (
@@ -27,7 +29,6 @@ from autoscaling.cost import (
 )
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, Prices, load_prices
-from predictor.argtypes import positive_float
 
 DEFAULT_NODE = "aws_c7i_xlarge"
 # Not measured for the seed model here: the seconds a cached 1B GGUF takes to be

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Below this many samples a p95 or p99 is only the maximum (as in predictor/bench/report.py).
+# Below this many samples a p95 or p99 is only the maximum (as in bench/report.py).
 MIN_SAMPLES_FOR_TAIL = 20
 
 

@@ -138,7 +138,7 @@ def serve_main(argv: Sequence[str], prog: str = "kzero serve") -> int:
 # `kzero serve` never pays for the imports of the others.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("predictor.cli", "serve_main", "run the predictor"),
-    "bench": ("predictor.bench.cli", "bench_main", "benchmark kzero against its baselines"),
+    "bench": ("bench.cli", "bench_main", "benchmark kzero against its baselines"),
     "cache": ("predictor.cache.cli", "cache_main", "warm, list, verify and prune the model cache"),
     "cost": ("autoscaling.cost_cli", "cost_main", "cost per token vs AWS Lambda and Cloud Run"),
     "report": ("autoscaling.report_cli", "report_main", "markdown report with cost/latency charts"),
