@@ -226,7 +226,7 @@ def _add_subcommands(parser: ArgumentParser) -> None:
     from bench import coldstart
     from bench.soak import cli as soak_cli
 
-    commands = parser.add_subparsers(title="subcommands", dest="subcommand", metavar="SUBCOMMAND")
+    commands = parser.add_subparsers(title="subcommands", dest="subcommand")
     coldstart.add_arguments(
         commands.add_parser(
             "coldstart",

@@ -95,9 +95,7 @@ class HttpCompletionSetup:
             return _sample(tally, f"malformed event: {exc}"[:200])
 
 
-async def _read_events(
-    response: httpx.Response, tally: StreamTally, max_tokens: int
-) -> str | None:
+async def _read_events(response: httpx.Response, tally: StreamTally, max_tokens: int) -> str | None:
     """Read to ``[DONE]``; an error when the stream runs past its event budget."""
     budget = EVENTS_PER_TOKEN_BOUND * max_tokens + EXTRA_EVENTS
     async for event in aevents(response.aiter_lines()):

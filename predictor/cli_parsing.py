@@ -104,11 +104,18 @@ def set_run(parser: argparse.ArgumentParser, run: Run) -> None:
     parser.set_defaults(run=run, prog=parser.prog)
 
 
-def run_command(parser: argparse.ArgumentParser, argv: Sequence[str], command_line: list[str]) -> int:
+def run_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str], command_line: list[str]
+) -> int:
     """Parse ``argv``, then run the chosen (sub)command; ``args.command_line`` records the
     command as typed, for results files that say how they were made."""
     args = parser.parse_args(list(argv))
     args.command_line = command_line
+    return run_parsed(args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """``args.run(args)``; a CommandError becomes its one line on stderr and its status."""
     try:
         status: int = args.run(args)
     except CommandError as exc:

@@ -72,7 +72,9 @@ def judge(config: SoakConfig, run: SoakRun) -> dict[str, Any]:
                     f"server {kind} tokens {server_tokens:.0f} != client {client_tokens}"
                 )
     # None when the last scrape failed: the criterion then fails rather than reading 0.
-    gauges = {name: value(run.metrics_after, name) if run.metrics_after else None for name in GAUGES}
+    gauges = {
+        name: value(run.metrics_after, name) if run.metrics_after else None for name in GAUGES
+    }
 
     growth = memory["growth"]
     criteria = {

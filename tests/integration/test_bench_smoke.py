@@ -27,7 +27,9 @@ NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
 
 def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
+    code = (
+        "import sys; from bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
+    )
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,

@@ -23,7 +23,9 @@ CRITERIA = {"server_alive", "errors", "stuck", "rss_growth", "gauges", "counters
 
 def test_short_soak_is_clean_and_reports_every_criterion(tmp_path: Path):
     raw_json = tmp_path / "soak.json"
-    code = "import sys; from bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
+    code = (
+        "import sys; from bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
+    )
     result = subprocess.run(
         [
             sys.executable, "-c", code, "soak",
