@@ -55,7 +55,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterat
     reasons = Counter(
         value
         for report in terminalreporter.stats.get("skipped", [])
-        for name, value in report.user_properties
+        # A module that skips as a whole leaves a CollectReport, which has no properties.
+        for name, value in getattr(report, "user_properties", ())
         if name == "ci_would_fail_skip"
     )
     if not reasons:

@@ -34,6 +34,10 @@ def test_runs():
 def run_suite(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess[str]:
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
     (tmp_path / "test_scratch.py").write_text(SCRATCH_SUITE)
+    # A module that skips as a whole, as tests/gpu does without a GPU.
+    (tmp_path / "test_whole_module.py").write_text(
+        "import pytest\npytest.skip('no GPU', allow_module_level=True)\n"
+    )
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    e2e: needs a cluster\n")
     env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": "true"} if ci else {})
     return subprocess.run(
@@ -49,7 +53,7 @@ def run_suite(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess[str]:
 
 def test_outside_ci_the_run_ends_with_the_count_and_the_command(tmp_path: Path):
     result = run_suite(tmp_path, ci=False)
-    assert result.returncode == 0, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert "   1 skipped: prometheus not found: apt-get install prometheus" in lines
     assert "   1 skipped: needs root to mount a tmpfs" in lines
@@ -67,5 +71,5 @@ def test_outside_ci_the_run_ends_with_the_count_and_the_command(tmp_path: Path):
 def test_in_ci_the_same_skips_fail(tmp_path: Path):
     result = run_suite(tmp_path, ci=True)
     assert result.returncode == 1
-    assert "3 failed, 1 passed, 1 skipped" in result.stdout
+    assert "3 failed, 1 passed, 2 skipped" in result.stdout
     assert "skipped here, failures in CI" not in result.stdout
