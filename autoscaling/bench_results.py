@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-# Setup "b" is kzero over HTTP (predictor/bench/cli.py SETUP_NAMES).
+# Setup "b" is kzero over HTTP (bench/cli.py SETUP_NAMES).
 KZERO_SETUP = "b"
 
 

@@ -27,7 +27,7 @@ from autoscaling.cost import (
 )
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, Prices, load_prices
-from predictor.argtypes import positive_float
+from predictor.cli_parsing import ArgumentParser, CommandError, positive_float, run_command, set_run
 
 DEFAULT_NODE = "aws_c7i_xlarge"
 # Not measured for the seed model here: the seconds a cached 1B GGUF takes to be
@@ -44,9 +44,9 @@ class Scenario:
     assumptions: list[str]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kzero cost",
+def build_parser(prog: str = "kzero cost") -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
         description="Cost per 500-token request and per 1M tokens: self-hosted Knative "
         "(always on, scale to zero) against AWS Lambda and Cloud Run, with break-even "
         "request rates. No arguments: the seed study's scenario.",
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"node price entry ({DEFAULT_NODE})")
     parser.add_argument("--pods_per_node", type=int, help="default: node vCPUs / pod vCPUs")
     parser.add_argument("--prices", type=Path, help="price file (default: bundled prices.yaml)")
+    set_run(parser, cost_run)
     return parser
 
 
@@ -186,14 +187,16 @@ def format_seed_table(prices: Prices) -> str:
 
 
 def cost_main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(list(argv))
+    return run_command(build_parser(), argv, ["kzero", "cost", *argv])
+
+
+def cost_run(args: argparse.Namespace) -> int:
     try:
         prices = load_prices(args.prices)
         scenario = bench_scenario(prices, args) if args.bench else seed_scenario(prices, args)
         rows = compare(scenario.self_hosted, scenario.managed, args.rate, args.tokens)
     except (PriceFileError, BenchFileError, ValueError) as exc:
-        print(f"kzero cost: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from exc
     if not args.bench:
         print(format_seed_table(prices))
         print()

@@ -22,6 +22,7 @@ from autoscaling.cost import SelfHosted, aws_lambda, cloud_run, lambda_memory_fo
 from autoscaling.kpa import KpaConfig
 from autoscaling.prices import PriceFileError, load_prices
 from autoscaling.prometheus_source import PrometheusError, PrometheusFigures, read_prometheus
+from predictor.cli_parsing import ArgumentParser, CommandError, run_command, set_run
 
 if TYPE_CHECKING:
     from autoscaling.report import Inputs
@@ -33,9 +34,9 @@ DEFAULT_NODE = "aws_c7i_xlarge"
 CLOUD_RUN_MEMORY_GIB = 2.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kzero report",
+def build_parser(prog: str = "kzero report") -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
         description="Write a markdown report with PNG charts: cost per 1M tokens against "
         "traffic (self-hosted, AWS Lambda, Cloud Run, break-even points), latency percentiles "
         "including cold starts, and pods over time for request traces (KPA simulation).",
@@ -81,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--note", action="append", default=[], help="a line for the report's inputs (repeatable)"
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    set_run(parser, report_run)
     return parser
 
 
-# Below this many samples a p95 or p99 is only the maximum (as in predictor/bench/report.py).
+# Below this many samples a p95 or p99 is only the maximum (as in bench/report.py).
 MIN_SAMPLES_FOR_TAIL = 20
 
 
@@ -201,12 +203,14 @@ def _batching(args: argparse.Namespace, bench: BenchFigures | None) -> tuple[int
 
 
 def report_main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(list(argv))
+    return run_command(build_parser(), argv, ["kzero", "report", *argv])
+
+
+def report_run(args: argparse.Namespace) -> int:
     try:
         inputs = build_inputs(args)
     except (BenchFileError, PrometheusError, PriceFileError, ValueError) as exc:
-        print(f"kzero report: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from exc
     from tqdm import tqdm
 
     from autoscaling.report import write_report
@@ -214,7 +218,7 @@ def report_main(argv: Sequence[str]) -> int:
     def progress(items: Iterable[T], desc: str, total: int) -> Iterable[T]:
         return tqdm(items, desc=desc, total=total, disable=args.no_progress, file=sys.stderr)
 
-    command = shlex.join(["kzero", "report", *argv])
+    command = shlex.join(args.command_line)
     path = write_report(inputs, args.out, args.title, command, progress)
     print(f"wrote {path} and its charts in {args.out}")
     return 0

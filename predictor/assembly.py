@@ -143,7 +143,7 @@ def install_event_loop(choice: str) -> str:
     return "uvloop"
 
 
-def serve(
+def serve_model(
     model: KzeroModel, *, host: str, http_port: int, enable_grpc: bool, event_loop: str
 ) -> int:
     """Serve until stopped, then return the exit code: 0 after a drain, 1 if the engine died.

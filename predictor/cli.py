@@ -1,19 +1,30 @@
-"""The ``kzero`` command: ``kzero serve`` runs the predictor; other subcommands are in ``COMMANDS``.
+"""The ``kzero`` command: one table of subcommands, all of one shape.
 
-``python -m predictor`` is ``kzero serve`` (the container entry point). Serve
-flags are KServe's own (``--http_port``, ``--workers``...) plus one per field of
-``Settings``, each also settable as ``KZERO_<FIELD>``.
+Each command is a function ``build_parser(prog)`` that returns an argparse
+parser (predictor/cli_parsing.py: every flag in either spelling) whose leaves
+name what to run; a command with subcommands of its own (``cache warm``, ``bench
+soak``) nests argparse subparsers built the same way. Only the chosen
+command's module is imported, so ``kzero serve`` never pays for the others.
+
+``kzero serve`` runs the predictor; ``python -m predictor`` is the same (the
+container entry point). Serve flags are KServe's own (``--http_port``,
+``--workers``...) plus one per field of ``Settings``, each also settable as
+``KZERO_<FIELD>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ByteSize, ValidationError
@@ -21,6 +32,7 @@ from pydantic import ByteSize, ValidationError
 from predictor.auth import ApiKeyConfigError
 from predictor.backends.base import BackendKind, BackendLoadError
 from predictor.cache.errors import CacheError
+from predictor.cli_parsing import ArgumentParser, run_command, run_parsed, set_run
 from predictor.default_model import DefaultModelMissing
 from predictor.settings import Settings
 
@@ -62,10 +74,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             continue
         flag_type = _flag_type(field.annotation)
         default = field.default.value if isinstance(field.default, BackendKind) else field.default
-        # KServe's flags use underscores, kzero's docs hyphens: both spellings work.
-        spellings = dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))
         parser.add_argument(
-            *spellings,
+            f"--{name}",
             dest=name,
             type=flag_type,
             default=None,
@@ -76,21 +86,20 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def build_serve_parser(prog: str) -> argparse.ArgumentParser:
+def build_serve_parser(prog: str = "kzero serve") -> ArgumentParser:
     # KServe's parser carries --http_port, --workers, --enable_grpc, ...
     from kserve.model_server import parser as kserve_parser
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Serve an LLM with an OpenAI-compatible API inside KServe's model server.",
         parents=[kserve_parser],
         conflict_handler="resolve",
-        # No prefixes: "--api_key sk-..." must fail, not be read as --api_key_file.
-        allow_abbrev=False,
     )
     add_settings_flags(parser)
     # kzero serves LLMs over HTTP only; KServe's gRPC v2 has no generation API.
     parser.set_defaults(enable_grpc=False)
+    set_run(parser, serve)
     return parser
 
 
@@ -113,11 +122,8 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def serve_main(
-    argv: Sequence[str], prog: str = "kzero serve", wrap_backend: BackendWrapper | None = None
-) -> int:
-    """``kzero serve``; ``wrap_backend`` lets the integration tests inject faults."""
-    args = build_serve_parser(prog).parse_args(argv)
+def serve(args: argparse.Namespace, wrap_backend: BackendWrapper | None = None) -> int:
+    """Settings from the flags and environment, then the model, then the server."""
     configure_logging()
     try:
         settings = settings_from_args(args)
@@ -125,11 +131,11 @@ def serve_main(
         first = exc.errors(include_input=False, include_url=False)[0]
         logger.error("invalid setting %s: %s", ".".join(map(str, first["loc"])), first["msg"])
         return 2
-    from predictor.assembly import build_predictor, serve
+    from predictor.assembly import build_predictor, serve_model
 
     try:
         model = build_predictor(settings, wrap_backend=wrap_backend)
-        return serve(
+        return serve_model(
             model,
             host=settings.host,
             http_port=args.http_port,
@@ -142,25 +148,114 @@ def serve_main(
         return 1
 
 
-# Each command's entry point, imported only when that command runs, so that
-# `kzero serve` never pays for the imports of the others.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "serve": ("predictor.cli", "serve_main", "run the predictor"),
-    "bench": ("predictor.bench.cli", "bench_main", "benchmark kzero against its baselines"),
-    "cache": ("predictor.cache.cli", "cache_main", "warm, list, verify and prune the model cache"),
-    "cost": ("autoscaling.cost_cli", "cost_main", "cost per token vs AWS Lambda and Cloud Run"),
-    "report": ("autoscaling.report_cli", "report_main", "markdown report with cost/latency charts"),
+def serve_main(
+    argv: Sequence[str], prog: str = "kzero serve", wrap_backend: BackendWrapper | None = None
+) -> int:
+    """``kzero serve``; ``wrap_backend`` lets the integration tests inject faults."""
+    parser = build_serve_parser(prog)
+    if wrap_backend is not None:
+        set_run(parser, partial(serve, wrap_backend=wrap_backend))
+    return run_command(parser, argv, [*prog.split(), *argv])
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    # "module:function", the function taking prog and returning the command's parser.
+    parser: str
+    # Modules the command runs with, beyond the base install (its --help works
+    # without them), and the install that brings them.
+    needs: tuple[str, ...] = ()
+    install: str = ""
+
+
+COMMANDS = {
+    command.name: command
+    for command in (
+        Command("serve", "run the predictor", "predictor.cli:build_serve_parser"),
+        Command(
+            "cache",
+            "warm, list, verify and prune the model cache",
+            "predictor.cache.cli:build_parser",
+        ),
+        Command(
+            "bench",
+            "benchmark kzero against its peers; cold start; soak",
+            "bench.cli:build_parser",
+            needs=("llama_cpp",),
+            install="pip install -e '.[cpu,bench]' in the kzero checkout (make bench does it)",
+        ),
+        Command(
+            "cost",
+            "cost per token vs AWS Lambda and Cloud Run",
+            "autoscaling.cost_cli:build_parser",
+        ),
+        Command(
+            "report",
+            "markdown report with cost/latency charts",
+            "autoscaling.report_cli:build_parser",
+            needs=("matplotlib", "tqdm"),
+            install="pip install 'kzero[report]'",
+        ),
+    )
 }
+
+# The benchmarks are not part of the wheel or the image: they live beside
+# predictor/ in a source checkout (an editable install included).
+SOURCE_CHECKOUT = Path(__file__).resolve().parent.parent
+BENCH_NOT_INSTALLED = (
+    "kzero bench is not installed here: the benchmarks run from a kzero source checkout "
+    "(make bench there), not from the wheel or the container image"
+)
+
+
+def build_kzero_parser() -> ArgumentParser:
+    listing = "\n".join(f"  {name:8} {command.help}" for name, command in COMMANDS.items())
+    parser = ArgumentParser(
+        prog="kzero",
+        description="Self-hosted serverless LLM inference: the predictor and its tools.",
+        epilog=f"commands:\n{listing}\n\n'kzero <command> --help' for its options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=COMMANDS, metavar="<command>")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _parser_factory(command: Command) -> Callable[[str], ArgumentParser] | None:
+    """The command's ``build_parser``; None when it is the bench and no source checkout holds it."""
+    module_name, _, function_name = command.parser.partition(":")
+    if command.name == "bench" and importlib.util.find_spec("bench") is None:
+        if not (SOURCE_CHECKOUT / "bench" / "cli.py").is_file():
+            return None
+        sys.path.insert(0, str(SOURCE_CHECKOUT))
+    factory: Callable[[str], ArgumentParser] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return factory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        usage = "\n".join(f"  {name:8} {text}" for name, (_, _, text) in COMMANDS.items())
+    parser = build_kzero_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    chosen = parser.parse_args(argv)
+    command = COMMANDS[chosen.command]
+    build_parser = _parser_factory(command)
+    if build_parser is None:
+        print(BENCH_NOT_INSTALLED, file=sys.stderr)
+        return 2
+    args = build_parser(f"kzero {command.name}").parse_args(chosen.args)
+    args.command_line = ["kzero", *argv]
+    missing = [name for name in command.needs if importlib.util.find_spec(name) is None]
+    if missing:
         print(
-            f"usage: kzero <command> [options]\n\ncommands:\n{usage}\n\n'kzero <command> --help' for options"
+            f"kzero {command.name} needs {', '.join(missing)}, not installed here: "
+            f"{command.install}",
+            file=sys.stderr,
         )
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module_name, function_name, _ = COMMANDS[argv[0]]
-    entry_point = getattr(importlib.import_module(module_name), function_name)
-    return entry_point(argv[1:])
+        return 2
+    return run_parsed(args)

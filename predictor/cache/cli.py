@@ -1,6 +1,6 @@
 """``kzero cache``: warm, list, verify and prune the model cache.
 
-The cache root is ``--cache-dir``, else ``KZERO_CACHE_DIR``, else
+The cache root is ``--cache_dir``, else ``KZERO_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/kzero`` (``~/.cache/kzero``). In Kubernetes the root is the
 model-cache PVC: a warm Job runs ``kzero cache warm`` and the serving pods
 mount the same volume read-only.
@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ByteSize, TypeAdapter, ValidationError
@@ -22,6 +22,7 @@ from predictor.cache.errors import CacheError
 from predictor.cache.progress import format_bytes
 from predictor.cache.store import ModelCache
 from predictor.cache.uri import parse_model_uri
+from predictor.cli_parsing import ArgumentParser, CommandError, set_run
 
 logger = logging.getLogger("predictor.cache")
 
@@ -35,13 +36,13 @@ def _byte_size(text: str) -> int:
         ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kzero cache",
+def build_parser(prog: str = "kzero cache") -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
         description="Fetch models once onto a (shared) volume, verify them, evict the least used.",
     )
     parser.add_argument(
-        "--cache-dir",
+        "--cache_dir",
         type=Path,
         default=None,
         help="Cache root. Default: KZERO_CACHE_DIR, else $XDG_CACHE_HOME/kzero (~/.cache/kzero).",
@@ -53,37 +54,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch each URI into the cache. Accepts paths, file://, pvc://, http(s)://, "
         "s3://, gs:// and hf://, each optionally ending in #sha256=<hex>.",
     )
+    set_run(warm, _with_cache(_warm))
     warm.add_argument("uris", nargs="+", metavar="URI")
     warm.add_argument("--force", action="store_true", help="fetch again even when cached")
-    warm.add_argument("--max-bytes", type=_byte_size, default=None, help=_BUDGET_HELP)
-    commands.add_parser("ls", help="list entries: size, last use, in use or not")
+    warm.add_argument("--max_bytes", type=_byte_size, default=None, help=_BUDGET_HELP)
+    set_run(
+        commands.add_parser("ls", help="list entries: size, last use, in use or not"),
+        _with_cache(_ls),
+    )
     verify = commands.add_parser(
         "verify", help="re-hash entries against the digests recorded when they were fetched"
     )
+    set_run(verify, _with_cache(_verify))
     verify.add_argument("uris", nargs="*", metavar="URI", help="default: every entry")
     prune = commands.add_parser(
         "prune",
         help="evict least-recently-used entries beyond the budget and abandoned partial fetches",
     )
-    prune.add_argument("--max-bytes", type=_byte_size, default=None, help=_BUDGET_HELP)
-    prune.add_argument("--dry-run", action="store_true", help="only show what would go")
+    set_run(prune, _with_cache(_prune))
+    prune.add_argument("--max_bytes", type=_byte_size, default=None, help=_BUDGET_HELP)
+    prune.add_argument("--dry_run", action="store_true", help="only show what would go")
     return parser
 
 
 _BUDGET_HELP = "size budget for the cache, e.g. 20GiB. Default: KZERO_CACHE_MAX_BYTES, else none."
 
 
-def cache_main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        max_bytes = getattr(args, "max_bytes", None) or max_bytes_from_env()
-        root = args.cache_dir or cache_dir_from_env()
-        cache = ModelCache(root, max_bytes=max_bytes, progress_bar=sys.stderr.isatty())
-        return _COMMANDS[args.command](cache, args)
-    except CacheError as exc:
-        print(f"kzero cache: {exc}", file=sys.stderr)
-        return 1
+CacheCommand = Callable[[ModelCache, argparse.Namespace], int]
+
+
+def _with_cache(command: CacheCommand) -> Callable[[argparse.Namespace], int]:
+    """The subcommand run on the cache the flags and environment name."""
+
+    def run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        try:
+            max_bytes = getattr(args, "max_bytes", None) or max_bytes_from_env()
+            root = args.cache_dir or cache_dir_from_env()
+            cache = ModelCache(root, max_bytes=max_bytes, progress_bar=sys.stderr.isatty())
+            return command(cache, args)
+        except CacheError as exc:
+            raise CommandError(str(exc), status=1) from exc
+
+    return run
 
 
 def _warm(cache: ModelCache, args: argparse.Namespace) -> int:
@@ -152,6 +165,3 @@ def _prune(cache: ModelCache, args: argparse.Namespace) -> int:
 def _require_writable(cache: ModelCache) -> None:
     if not cache.writable:
         raise CacheError(f"the cache at {cache.root} is read-only here")
-
-
-_COMMANDS = {"warm": _warm, "ls": _ls, "verify": _verify, "prune": _prune}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from predictor.bench.servers import http_server_on_loopback
+from bench.harness.process import http_server_on_loopback
 
 from .conftest import rendered
 from .helm_cli import CHART, template

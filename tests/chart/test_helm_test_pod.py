@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 # tests/ is on sys.path (pytest rootdir import): integration is a sibling package.
-from integration.server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 from .helm_cli import template
 

@@ -8,6 +8,8 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from bench.harness.sse import content, events
+
 from .cluster import INGRESS, Cluster
 
 # A request to a model at zero replicas waits in the activator for a cold start.
@@ -61,13 +63,8 @@ def stream_chat(
     first_token_at = None
     pieces = []
     with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
-        for raw in response:
-            line = raw.decode().strip()
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            choices = json.loads(line.removeprefix("data: "))["choices"]
-            delta = choices[0]["delta"].get("content") if choices else None
-            if delta:
+        for event in events(raw.decode() for raw in response):
+            if delta := content(event):
                 first_token_at = first_token_at or time.monotonic()
                 pieces.append(delta)
     assert first_token_at is not None, "the stream carried no content"

@@ -13,10 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.metrics import scrape, value
+from bench.harness.process import PredictorProcess
 from predictor.default_model import default_model_path
-
-from .metrics_scrape import scrape, value
-from .server_process import PredictorProcess
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVED_NAME = "SmolLM2-135M-Instruct.Q4_1"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 MODEL_NAME = "smollm2"
 

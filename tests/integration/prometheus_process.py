@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .server_process import free_port, wait_for_200
+from bench.harness.process import free_port, wait_for_200
 
 READY_TIMEOUT_S = 60.0
 

@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
+from bench.harness.sse import DONE, events
 
 pytestmark = pytest.mark.integration
 
@@ -141,9 +142,9 @@ def test_a_request_past_the_timeout_is_504_and_a_stream_ends_with_an_error_event
         headers=authorized(),
         timeout=30,
     ) as streamed:
-        lines = [line for line in streamed.iter_lines() if line.startswith("data: ")]
-    assert '"request_timeout"' in lines[-2]
-    assert lines[-1] == "data: [DONE]"
+        received = list(events(streamed.iter_lines()))
+    assert received[-2]["error"]["code"] == "request_timeout"
+    assert received[-1] == DONE
 
 
 def test_beyond_running_and_queued_requests_is_429_with_retry_after(guarded: PredictorProcess):

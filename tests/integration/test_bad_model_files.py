@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess, free_port
 from predictor.backends.gguf_metadata import read_gguf_metadata
 from predictor.default_model import default_model_path
-
-from .server_process import PredictorProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess
+from bench.harness.sse import aevents, content
 from predictor.default_model import default_model_path
-
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -61,11 +60,8 @@ async def stream(
     first = last = 0.0
     async with client.stream("POST", "/v1/completions", json=body) as response:
         assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            text = json.loads(line[len("data: ") :])["choices"][0]["text"]
-            if text:
+        async for event in aevents(response.aiter_lines()):
+            if text := content(event):
                 last = time.perf_counter()
                 first = first or last
                 parts.append(text)

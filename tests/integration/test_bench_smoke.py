@@ -22,14 +22,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The installed `kzero` command: the bench is found beside predictor/ in this checkout.
+KZERO = str(Path(sys.executable).with_name("kzero"))
 SETUP_ROWS = ("a raw llama-cpp-python", "b kzero", "c llama_cpp.server")
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
 
 def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from predictor.bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [KZERO, "bench", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness.process import PredictorProcess
+
 from .cache_helpers import (
     KZERO,
     MODEL_FILE,
@@ -26,7 +28,6 @@ from .cache_helpers import (
     sha256,
 )
 from .origin import serving
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess, free_port
+
 from .cache_helpers import (
     MODEL_FILE,
     assert_serves_a_cache_hit,
@@ -19,7 +21,6 @@ from .cache_helpers import (
     model_data,
     sha256,
 )
-from .server_process import PredictorProcess, free_port
 
 pytestmark = pytest.mark.integration
 

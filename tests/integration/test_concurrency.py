@@ -7,8 +7,9 @@ import asyncio
 import openai
 import pytest
 
+from bench.harness.process import PredictorProcess
+
 from .conftest import MODEL_NAME
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.metrics import scrape
+from bench.harness.process import PredictorProcess, wait_for_200
+
 from .cache_helpers import MODEL_FILE, SERVED_NAME, answers, entry_files, lookups, model_data
-from .metrics_scrape import scrape
 from .origin import serving
 from .prometheus_process import PrometheusProcess
-from .server_process import PredictorProcess, wait_for_200
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_sigterm_during_a_download_stops_the_pod_and_the_next_one_completes_it(
             server.process.send_signal(signal.SIGTERM)
             # Held forever, the download must not hold the process: it exits after
             # the drain (nothing to drain), not when the download would end.
-            assert server.wait_exit(timeout=STOP_TIMEOUT_S) == 0, server.log()
+            assert server.wait_exit(STOP_TIMEOUT_S) == 0, server.log()
             assert "abandoning the load" in server.log()
         finally:
             server.stop()

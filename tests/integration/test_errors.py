@@ -7,8 +7,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess
+
 from .conftest import MODEL_NAME
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

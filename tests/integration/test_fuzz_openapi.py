@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess
+
 from .conftest import MODEL_NAME
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 import pytest
 
+from bench.harness.metrics import family_names, scrape, value
+from bench.harness.process import PredictorProcess
+from bench.harness.sse import StreamTally, events
+
 from .conftest import MODEL_NAME
-from .metrics_scrape import family_names, scrape, value
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +67,11 @@ def test_counts_after_n_requests_are_exact(predictor: PredictorProcess):
             with httpx.stream(
                 "POST", f"{predictor.url}/v1/completions", json=body, timeout=60
             ) as response:
-                events = [line[6:] for line in response.iter_lines() if line.startswith("data: {")]
-                usages.append(json.loads(events[-1])["usage"])
+                tally = StreamTally()
+                for event in events(response.iter_lines()):
+                    tally.add(event)
+                assert tally.usage is not None
+                usages.append(tally.usage)
         else:
             usages.append(
                 httpx.post(f"{predictor.url}/v1/completions", json=body, timeout=60).json()["usage"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from autoscaling.prometheus_source import read_prometheus
+from bench.harness.metrics import scrape
+from bench.harness.process import PredictorProcess
 
 from .conftest import MODEL_NAME
-from .metrics_scrape import scrape
 from .prometheus_process import PrometheusProcess
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

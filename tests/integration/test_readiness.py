@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .server_process import PredictorProcess
+from bench.harness.process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import struct
 import sys
@@ -13,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.process import PredictorProcess
+from bench.harness.sse import DONE, StreamTally, events, finish_reason
 from predictor.default_model import default_model_path
-
-from .server_process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +33,14 @@ def chat_body(max_tokens: int, *, stream: bool) -> dict[str, object]:
 
 
 class StreamReader(threading.Thread):
-    """Reads one SSE stream to its end on a thread; first_token is set on the first content."""
+    """Reads one SSE stream to its end on a thread; first_token is set on the second event."""
 
     def __init__(self, url: str, max_tokens: int) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.max_tokens = max_tokens
         self.first_token = threading.Event()
-        self.events: list[dict[str, object] | str] = []
+        self.tally = StreamTally()
         self.status: int | None = None
 
     def run(self) -> None:
@@ -49,25 +48,16 @@ class StreamReader(threading.Thread):
             "POST", self.url + CHAT, json=chat_body(self.max_tokens, stream=True), timeout=120
         ) as response:
             self.status = response.status_code
-            for line in response.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                data = line[len("data: ") :]
-                self.events.append(data if data == "[DONE]" else json.loads(data))
-                if len(self.events) >= 2:
+            for event in events(response.iter_lines()):
+                self.tally.add(event)
+                if len(self.tally.events) >= 2:
                     self.first_token.set()
 
-    def finish_reasons(self) -> list[object]:
-        return [
-            choice["finish_reason"]
-            for event in self.events
-            if isinstance(event, dict)
-            for choice in event.get("choices", [])  # type: ignore[attr-defined]
-            if choice["finish_reason"]
-        ]
+    def finish_reasons(self) -> list[str]:
+        return [reason for event in self.tally.events if (reason := finish_reason(event))]
 
     def errors(self) -> list[dict[str, object]]:
-        return [e["error"] for e in self.events if isinstance(e, dict) and "error" in e]  # type: ignore[misc]
+        return [e["error"] for e in self.tally.events if isinstance(e, dict) and "error" in e]
 
 
 def start(args: list[str], **kwargs: object) -> PredictorProcess:
@@ -94,7 +84,7 @@ def test_sigterm_stops_new_work_at_once_and_lets_the_stream_finish_then_exits_0(
         assert reader.status == 200
         assert reader.errors() == []
         assert reader.finish_reasons() == ["length"]
-        assert reader.events[-1] == "[DONE]"
+        assert reader.tally.events[-1] == DONE
         assert server.wait_exit(60) == 0, server.log()
     finally:
         server.stop()
@@ -130,7 +120,7 @@ def test_an_engine_failure_fails_requests_turns_health_false_and_exits_non_zero(
         reader.join(60)
         assert not reader.is_alive()
         assert [error["code"] for error in reader.errors()] == [None]
-        assert reader.events[-1] == "[DONE]"
+        assert reader.tally.events[-1] == DONE
         # Whatever arrives afterwards is refused, never left hanging, until the exit.
         try:
             late = httpx.post(server.url + CHAT, json=chat_body(4, stream=False), timeout=30)

@@ -18,21 +18,22 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The installed `kzero` command: the bench is found beside predictor/ in this checkout.
+KZERO = str(Path(sys.executable).with_name("kzero"))
 CRITERIA = {"server_alive", "errors", "stuck", "rss_growth", "gauges", "counters"}
 
 
 def test_short_soak_is_clean_and_reports_every_criterion(tmp_path: Path):
     raw_json = tmp_path / "soak.json"
-    code = "import sys; from predictor.bench.cli import bench_main; raise SystemExit(bench_main(sys.argv[1:]))"
     result = subprocess.run(
         [
-            sys.executable, "-c", code, "soak",
+            KZERO, "bench", "soak",
             "--duration", "20", "--concurrency", "4", "--warmup", "5",
-            "--sample-every", "1", "--max-tokens", "16", "--json", str(raw_json),
+            "--sample_every", "1", "--max_tokens", "16", "--json", str(raw_json),
             # Generous: on a shared 2-core machine another suite's llama.cpp can
             # slow decoding a hundredfold (0.3 tok/s seen), and a slow queue is
             # not a stuck request. On a quiet machine each request takes ~1 s.
-            "--request-timeout", "240",
+            "--request_timeout", "240",
         ],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -20,6 +20,7 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
 
+from bench.harness.sse import Event, events
 from predictor.app import mount
 from predictor.generation import GenerationService
 from predictor.model import KzeroModel
@@ -43,16 +44,10 @@ def client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kzero")
 
 
-def sse_payloads(body: bytes) -> list[Any]:
-    """The ``data:`` payloads of a whole event stream, ``[DONE]`` as the string."""
-    events = body.decode().split("\n\n")
-    assert events[-1] == "", "an event stream ends with a blank line"
-    payloads = []
-    for event in events[:-1]:
-        assert event.startswith("data: "), event
-        data = event.removeprefix("data: ")
-        payloads.append(data if data == "[DONE]" else orjson.loads(data))
-    return payloads
+def sse_payloads(body: bytes) -> list[Event]:
+    """The events of a whole event stream (``[DONE]`` as the string), through the one SSE reader."""
+    assert body.endswith(b"\n\n"), "an event stream ends with a blank line"
+    return list(events(body.decode().splitlines()))
 
 
 async def stream_until(

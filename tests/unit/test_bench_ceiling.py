@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor.bench.ceiling import (
+from bench.ceiling import (
     MIN_ARRAY_MIB,
     ceiling_rows,
     copy_rate,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.bench import llama_server
-from predictor.bench.llama_server import (
+from bench import llama_server
+from bench.llama_server import (
     LlamaServerMissing,
     cached_binary,
     cmake_build_command,
@@ -24,8 +24,8 @@ from predictor.bench.llama_server import (
     locate_llama_server,
     sdist_download_command,
 )
-from predictor.bench.servers import kzero_command
-from predictor.bench.workload import Workload
+from bench.servers import kzero_args
+from bench.workload import Workload
 
 
 def workload(**overrides: object) -> Workload:
@@ -74,7 +74,7 @@ def test_llama_server_context_is_per_sequence_context_times_slots_in_a_split_cac
 def test_llama_server_and_kzero_get_the_same_per_sequence_context_and_slots():
     load = workload(n_ctx=1024, n_parallel=4)
     server = llama_server_command(Path("llama-server"), load, 1, "m")
-    kzero = kzero_command(load, 2)
+    kzero = kzero_args(load)
     assert int(option(server, "--ctx-size")) // int(option(server, "--parallel")) == int(
         option(kzero, "--n_ctx")
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from predictor.bench.report import (
+from bench.report import (
     MIN_SAMPLES_FOR_P95,
     Ratio,
     Target,
@@ -14,7 +14,7 @@ from predictor.bench.report import (
     summarize,
     targets,
 )
-from predictor.bench.samples import BatchSample, RequestSample
+from bench.samples import BatchSample, RequestSample
 
 
 def request(ttft: float, gaps: tuple[float, ...], tokens: int | None = None) -> RequestSample:

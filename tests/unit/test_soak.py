@@ -16,17 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from predictor.bench.soak import (
-    RequestResult,
-    RssSample,
-    SoakConfig,
-    SoakRun,
-    judge,
-    process_tree,
-    rss_growth,
-    sample_process_tree,
-    stream_chat,
-)
+from bench.harness.metrics import Samples, parse
+from bench.soak.client import RequestResult, stream_chat
+from bench.soak.judge import judge
+from bench.soak.load import SoakConfig, SoakRun
+from bench.soak.memory import RssSample, process_tree, rss_growth, sample_process_tree
 
 URL = "http://soak.test/v1/chat/completions"
 
@@ -142,24 +136,31 @@ def config() -> SoakConfig:
     )
 
 
+def metrics(ok: int, generation: int, prompt: int, waiting: int = 0) -> Samples:
+    """A /metrics page as a predictor serves it, read by the soak's own parser."""
+    labels = 'model_name="m",backend="llamacpp"'
+    return parse(
+        "# TYPE kzero_requests_total counter\n"
+        f'kzero_requests_total{{{labels},status="ok"}} {ok}\n'
+        "# TYPE kzero_generation_tokens_total counter\n"
+        f"kzero_generation_tokens_total{{{labels}}} {generation}\n"
+        "# TYPE kzero_prompt_tokens_total counter\n"
+        f"kzero_prompt_tokens_total{{{labels}}} {prompt}\n"
+        "# TYPE kzero_requests_running gauge\n"
+        f"kzero_requests_running{{{labels}}} 0\n"
+        "# TYPE kzero_requests_waiting gauge\n"
+        f"kzero_requests_waiting{{{labels}}} {waiting}\n"
+    )
+
+
 def clean_run() -> SoakRun:
-    run = SoakRun(
+    return SoakRun(
         results=[RequestResult("ok", 1.0, 0.1, 7, 2), RequestResult("ok", 1.2, 0.2, 5, 3)],
         rss=samples([100] * 12),
         load_s=60.0,
+        metrics_before=metrics(ok=4, generation=10, prompt=0),
+        metrics_after=metrics(ok=6, generation=15, prompt=12),
     )
-    run.metrics_before = {
-        "kzero_requests_total{status=ok}": 4.0,
-        "kzero_generation_tokens_total": 10,
-    }
-    run.metrics_after = {
-        "kzero_requests_total{status=ok}": 6.0,
-        "kzero_generation_tokens_total": 15.0,
-        "kzero_prompt_tokens_total": 12.0,
-        "kzero_requests_running": 0.0,
-        "kzero_requests_waiting": 0.0,
-    }
-    return run
 
 
 def test_a_clean_run_passes_every_criterion():
@@ -172,8 +173,27 @@ def test_failures_are_named():
     run.results.append(RequestResult("stuck", 30.0))
     run.results.append(RequestResult("http_503", 0.1))
     run.rss = samples([100] * 6 + [110] * 6)
-    run.metrics_after["kzero_requests_waiting"] = 1.0
+    run.metrics_after = metrics(ok=6, generation=15, prompt=12, waiting=1)
     summary = judge(config(), run)
     assert summary["failed"] == ["errors", "stuck", "rss_growth", "gauges", "counters"]
     assert summary["criteria"]["errors"]["detail"] == "http_503 1"
     assert summary["requests"] == {"total": 4, "ok": 2, "stuck": 1, "errors": {"http_503": 1}}
+
+
+def test_a_status_the_soak_does_not_know_is_still_counted():
+    run = clean_run()
+    run.results.append(RequestResult("http_503", 0.1))
+    run.metrics_after |= parse(
+        "# TYPE kzero_requests_total counter\n"
+        'kzero_requests_total{model_name="m",backend="llamacpp",status="shed"} 1\n'
+    )
+    summary = judge(config(), run)
+    assert summary["counters"]["server_requests"] == {"ok": 2.0, "shed": 1.0}
+    assert "counters" not in summary["failed"]
+
+
+def test_a_failed_last_scrape_fails_gauges_and_counters():
+    run = clean_run()
+    run.metrics_after = {}
+    summary = judge(config(), run)
+    assert {"gauges", "counters"} <= set(summary["failed"])

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from predictor.bench.samples import BatchSample, RequestSample
-from predictor.bench.workload import WARMUP_PROMPT, Workload
+from bench.samples import BatchSample, RequestSample
+from bench.workload import WARMUP_PROMPT, Workload
 
 
 class Setup(Protocol):

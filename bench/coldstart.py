@@ -25,25 +25,21 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from predictor.bench.facts import machine_facts
-from predictor.bench.servers import (
-    ServerProcess,
-    free_port,
-    http_server_on_loopback,
-    predictor_env,
-)
+from bench.facts import machine_facts
+from bench.harness.metrics import Samples, scrape
+from bench.harness.process import PredictorProcess, http_server_on_loopback
 from predictor.cache.files import CHUNK_BYTES
 from predictor.cache.store import ModelCache
 from predictor.cache.uri import parse_model_uri
+from predictor.cli_parsing import CommandError, positive_int, set_run
 from predictor.default_model import DefaultModelMissing, default_model_path
 
 STATES = ("miss", "hit", "hot")
@@ -62,37 +58,35 @@ class ColdStart:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kzero bench coldstart",
-        description="Time kzero serve from process start to ready and to the first token, "
-        "with the model missing from the cache, on disk, and in the page cache. "
-        "Prints medians, the phases, load and disk bandwidth, and the cache-hit target ratio.",
-    )
+DESCRIPTION = (
+    "Time kzero serve from process start to ready and to the first token, with the model "
+    "missing from the cache, on disk, and in the page cache. Prints medians, the phases, "
+    "load and disk bandwidth, and the cache-hit target ratio."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    set_run(parser, run)
     parser.add_argument(
         "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
     )
-    parser.add_argument("--runs", type=int, default=5, help="Starts per state. Default: 5.")
+    parser.add_argument(
+        "--runs", type=positive_int, default=5, help="Starts per state. Default: 5."
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write every run here.")
-    return parser
 
 
-def coldstart_main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(list(argv))
+def run(args: argparse.Namespace) -> int:
     try:
         model = args.model or default_model_path()
     except DefaultModelMissing as exc:
-        print(f"kzero bench coldstart: {exc}", file=sys.stderr)
-        return 2
-    if args.runs < 1:
-        print("kzero bench coldstart: --runs must be at least 1", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     runs, disk_reads = measure(model, args.runs)
     report = summarize(runs, disk_reads, model.stat().st_size)
     print(format_report(report, model))
     if args.json is not None:
         payload = {
-            "command": ["kzero", "bench", "coldstart", *argv],
+            "command": args.command_line,
             "facts": machine_facts(),
             "runs": [asdict(run) for run in runs],
             "disk_read_s": disk_reads,
@@ -135,37 +129,25 @@ def _origin(model: Path) -> Iterator[str]:
 
 
 def _start(state: str, uri: str, cache_dir: Path) -> ColdStart:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "predictor",
-        "--model", uri, "--cache-dir", str(cache_dir),
-        "--model_name", SERVED_NAME, "--http_port", str(port),
-    ]  # fmt: skip
+    args = ["--model", uri, "--cache_dir", str(cache_dir), "--model_name", SERVED_NAME]
     spawned = time.perf_counter()
-    server = ServerProcess(
-        f"kzero-{state}", command, port, f"/v1/models/{SERVED_NAME}", predictor_env()
-    )
-    try:
-        server.wait_ready(time.monotonic() + 600, poll_s=READY_POLL_S)
+    with PredictorProcess(args, name=f"kzero-{state}") as server:
+        server.wait_ready(SERVED_NAME, timeout_s=600, poll_s=READY_POLL_S)
         ready = time.perf_counter() - spawned
         body = {"model": SERVED_NAME, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
         httpx.post(f"{server.url}/v1/completions", json=body, timeout=120).raise_for_status()
         first_token = time.perf_counter() - spawned
-        phases = _phases(httpx.get(f"{server.url}/metrics", timeout=10).text)
-    finally:
-        server.stop()
+        phases = _phases(scrape(server.url))
     return ColdStart(state, ready, first_token, phases)
 
 
-def _phases(exposition: str) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(exposition):
-        if family.name != "kzero_cold_start_seconds":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_sum"):
-                found[sample.labels["phase"]] = sample.value
-    return found
+def _phases(samples: Samples) -> dict[str, float]:
+    """Seconds per cold-start phase: each phase is observed once per process."""
+    return {
+        dict(labels)["phase"]: seconds
+        for (name, labels), seconds in samples.items()
+        if name == "kzero_cold_start_seconds_sum"
+    }
 
 
 def _evict_from_page_cache(path: Path) -> None:

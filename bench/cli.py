@@ -1,7 +1,9 @@
 """``kzero bench``: arguments, the four setups' lifetimes, and the printed report.
 
-Servers are child processes that are always stopped on the way out (SIGTERM,
-then SIGKILL), including when the bench itself is interrupted or terminated.
+``kzero bench`` compares the setups; ``kzero bench coldstart``, ``soak`` and
+``build-llama-server`` are its subcommands. Servers are child processes that
+are always stopped on the way out (SIGTERM, then SIGKILL), including when the
+bench itself is interrupted or terminated.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from predictor.argtypes import positive_int
-from predictor.bench.ceiling import (
+from bench.ceiling import (
     DEFAULT_REPEATS,
     Bandwidth,
     StepBytes,
@@ -32,9 +33,10 @@ from predictor.bench.ceiling import (
     model_step_bytes,
     stream_array_mib,
 )
-from predictor.bench.facts import llama_cpp_system_info, machine_facts
-from predictor.bench.http_client import HttpCompletionSetup
-from predictor.bench.llama_server import (
+from bench.facts import llama_cpp_system_info, machine_facts
+from bench.harness.process import sigterm_as_exit
+from bench.http_client import HttpCompletionSetup
+from bench.llama_server import (
     BUILD_INFO,
     LlamaServerMissing,
     build_llama_server,
@@ -43,8 +45,8 @@ from predictor.bench.llama_server import (
     llama_server_version,
     locate_llama_server,
 )
-from predictor.bench.raw import RawLlamaSetup
-from predictor.bench.report import (
+from bench.raw import RawLlamaSetup
+from bench.report import (
     format_ratios,
     format_scaling,
     format_table,
@@ -56,17 +58,23 @@ from predictor.bench.report import (
     targets,
     to_json,
 )
-from predictor.bench.runner import Setup, measure
-from predictor.bench.samples import BatchSample
-from predictor.bench.servers import (
+from bench.runner import Setup, measure
+from bench.samples import BatchSample
+from bench.servers import (
     SERVED_NAME,
-    ServerProcess,
-    sigterm_as_exit,
+    StartedServer,
     start_kzero,
     start_llama_cpp_server,
     start_llama_server,
 )
-from predictor.bench.workload import Workload
+from bench.workload import Workload
+from predictor.cli_parsing import (
+    ArgumentParser,
+    CommandError,
+    positive_int,
+    run_command,
+    set_run,
+)
 from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
 
@@ -104,19 +112,17 @@ def _setups(text: str) -> tuple[str, ...]:
     return tuple(key for key in SETUP_NAMES if key in keys)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kzero bench",
+def build_parser(prog: str = "kzero bench") -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
         description=(
             "Measure tokens/s, time to first token and inter-token latency of (a) llama-cpp-python "
             "in-process, (b) kzero, (c) llama_cpp.server and (d) llama.cpp's C++ llama-server "
             "over HTTP, interleaved in one run, with the memory-bandwidth ceiling. Prints medians "
-            "over rounds, kzero's ratios to each peer and issue 7's targets."
+            "over rounds, kzero's ratios to each peer and its targets against llama-server."
         ),
-        epilog="'kzero bench build-llama-server': build setup d once (about 10 minutes on 2 "
-        "cores). 'kzero bench coldstart --help': the cold-start benchmark (cache miss, hit, "
-        "hot). 'kzero bench soak --help': concurrent streams for minutes; errors, memory, gauges.",
     )
+    set_run(parser, run_comparison)
     parser.add_argument(
         "--model",
         type=Path,
@@ -185,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(~/.cache/kzero/llama-server/<llama-cpp-python version>/llama-server).",
     )
     parser.add_argument(
-        "--build-llama-server",
+        "--build_llama_server",
         action="store_true",
         help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
     )
@@ -211,7 +217,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", type=Path, default=None, help="Also write raw samples, summary and facts here."
     )
+    _add_subcommands(parser)
     return parser
+
+
+def _add_subcommands(parser: ArgumentParser) -> None:
+    # Imported here: their modules are small, but a comparison run needs none of them.
+    from bench import coldstart
+    from bench.soak import cli as soak_cli
+
+    commands = parser.add_subparsers(title="subcommands", dest="subcommand")
+    coldstart.add_arguments(
+        commands.add_parser(
+            "coldstart",
+            help="process start -> ready -> first token with the model missing, on disk, cached",
+            description=coldstart.DESCRIPTION,
+        )
+    )
+    soak_cli.add_arguments(
+        commands.add_parser(
+            "soak",
+            help="concurrent streams for minutes: errors, stuck requests, memory, gauges",
+            description=soak_cli.DESCRIPTION,
+        )
+    )
+    build = commands.add_parser(
+        "build-llama-server",
+        help="build setup d's llama-server once (about 10 minutes on 2 cores)",
+        description="Build llama.cpp's llama-server from the llama.cpp sources in the "
+        "llama-cpp-python sdist of the installed version (pip download; cmake, Release, "
+        "native CPU features without AMX), into ~/.cache/kzero/llama-server/<version>/. "
+        "About 10 minutes on 2 cores; a cached build is reused.",
+    )
+    build.add_argument("--jobs", type=positive_int, default=None, help="Build jobs. Default: CPUs.")
+    set_run(build, build_llama_server_run)
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:
@@ -291,26 +330,26 @@ def run_setups(
     cached = [_bandwidth(workload, weights_mib, "before")]
     with contextlib.ExitStack() as stack:
         _progress(f"starting setups {','.join(setups)}")
-        servers: dict[str, ServerProcess] = {}
+        servers: dict[str, StartedServer] = {}
         if "b" in setups:
             servers["b"] = start_kzero(workload)
-            stack.callback(servers["b"].stop)
+            stack.callback(servers["b"].process.stop)
         if "c" in setups:
             servers["c"] = start_llama_cpp_server(workload)
-            stack.callback(servers["c"].stop)
+            stack.callback(servers["c"].process.stop)
         if "d" in setups:
             assert llama_server is not None, "setup d needs a llama-server binary"
             servers["d"] = start_llama_server(llama_server, workload)
-            stack.callback(servers["d"].stop)
+            stack.callback(servers["d"].process.stop)
         raw = None
         if "a" in setups:
             raw = RawLlamaSetup(workload)
             stack.callback(raw.close)
         deadline = time.monotonic() + ready_timeout_s
         for server in servers.values():
-            server.wait_ready(deadline)
+            server.wait_ready(max(0.0, deadline - time.monotonic()))
         _progress("all setups loaded; warming up")
-        urls = {key: server.url for key, server in servers.items()}
+        urls = {key: server.process.url for key, server in servers.items()}
         samples = asyncio.run(_measure_all(workload, raw, urls, batch_timeout_s))
         # The servers are idle now; their threads sleep.
         dram.append(_bandwidth(workload, dram_mib, "after"))
@@ -319,7 +358,7 @@ def run_setups(
             samples=samples,
             dram=dram,
             cached=cached,
-            commands={key: server.command for key, server in servers.items()},
+            commands={key: server.process.command for key, server in servers.items()},
         )
 
 
@@ -350,19 +389,8 @@ def _format_commands(commands: dict[str, list[str]]) -> str:
     )
 
 
-def build_llama_server_main(argv: Sequence[str]) -> int:
+def build_llama_server_run(args: argparse.Namespace) -> int:
     """``kzero bench build-llama-server``: build setup d's binary once, into the cache."""
-    parser = argparse.ArgumentParser(
-        prog="kzero bench build-llama-server",
-        description="Build llama.cpp's llama-server from the llama.cpp sources in the "
-        "llama-cpp-python sdist of the installed version (pip download; cmake, Release, "
-        "native CPU features without AMX), into ~/.cache/kzero/llama-server/<version>/. "
-        "About 10 minutes on 2 cores; a cached build is reused.",
-    )
-    parser.add_argument(
-        "--jobs", type=positive_int, default=None, help="Build jobs. Default: CPUs."
-    )
-    args = parser.parse_args(list(argv))
     version = installed_version()
     cached = cached_binary(version)
     if cached.is_file():
@@ -371,33 +399,24 @@ def build_llama_server_main(argv: Sequence[str]) -> int:
     try:
         built = build_llama_server(version, args.jobs or usable_cpu_count(), _progress)
     except RuntimeError as exc:
-        print(f"kzero bench build-llama-server: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), status=1) from exc
     print(built)
     return 0
 
 
 def bench_main(argv: Sequence[str]) -> int:
-    """Entry point of ``kzero bench``; returns the process exit status."""
-    if argv and argv[0] == "coldstart":
-        from predictor.bench.coldstart import coldstart_main
+    """``kzero bench`` and its subcommands; returns the process exit status."""
+    return run_command(build_parser(), argv, ["kzero", "bench", *argv])
 
-        return coldstart_main(argv[1:])
-    if argv and argv[0] == "soak":
-        from predictor.bench.soak import soak_main
 
-        return soak_main(argv[1:])
-    if argv and argv[0] == "build-llama-server":
-        return build_llama_server_main(argv[1:])
-    args = build_parser().parse_args(list(argv))
+def run_comparison(args: argparse.Namespace) -> int:
+    """``kzero bench``: the setups side by side, then the tables, ratios, targets and ceiling."""
     missing = missing_modules()
     if missing:
-        print(
-            f"kzero bench: missing {', '.join(missing)}: "
-            "pip install 'llama-cpp-python[server]==0.3.36' (or kzero[cpu,test])",
-            file=sys.stderr,
+        raise CommandError(
+            f"setup c (llama_cpp.server) needs {', '.join(missing)}: "
+            "pip install -e '.[cpu,bench]' in the kzero checkout"
         )
-        return 2
     setups: tuple[str, ...] = args.setups
     try:
         workload = workload_from_args(args)
@@ -407,11 +426,9 @@ def bench_main(argv: Sequence[str]) -> int:
                 args.llama_server, args.build_llama_server, usable_cpu_count(), _progress
             )
     except (DefaultModelMissing, FileNotFoundError, ValueError, LlamaServerMissing) as exc:
-        print(f"kzero bench: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from exc
     except RuntimeError as exc:  # the build failed
-        print(f"kzero bench: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), status=1) from exc
     facts = machine_facts()
     facts["llama_cpp_system_info"] = llama_cpp_system_info()
     if llama_server is not None:
@@ -437,8 +454,7 @@ def bench_main(argv: Sequence[str]) -> int:
                 _weights_mib(step),
             )
     except (RuntimeError, TimeoutError) as exc:
-        print(f"kzero bench: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), status=1) from exc
     samples = result.samples
     summaries = summarize(samples)
     ratio_items = ratios(summaries, samples)
@@ -470,7 +486,7 @@ def bench_main(argv: Sequence[str]) -> int:
     print("\n".join(f"note: {line}" for line in notes(workload.concurrency, setups)))
     if args.json is not None:
         payload = {
-            "command": ["kzero", "bench", *argv],
+            "command": args.command_line,
             **to_json(
                 facts,
                 samples,

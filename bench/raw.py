@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from predictor.bench.samples import RequestSample
-from predictor.bench.workload import Workload
+from bench.samples import RequestSample
+from bench.workload import Workload
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

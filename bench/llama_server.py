@@ -26,7 +26,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from predictor.bench.workload import Workload
+from bench.workload import Workload
 
 DISTRIBUTION = "llama-cpp-python"
 BINARY_NAME = "llama-server"

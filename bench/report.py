@@ -10,12 +10,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from predictor.bench.samples import BatchSample
+from bench.samples import BatchSample
 
 # Below this many samples a 95th percentile is just the maximum.
 MIN_SAMPLES_FOR_P95 = 20
 # Ratios printed, numerator / denominator: kzero against each peer, and each
-# server against the raw floor (issue 7's reference figures are c/a and d/a).
+# server against the raw floor (the reference figures are c/a and d/a).
 RATIO_PAIRS: tuple[tuple[str, str], ...] = (
     ("b", "a"),
     ("b", "c"),
@@ -72,7 +72,7 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue 7's targets, judged on this run's ratios (printed, never asserted)."""
+    """One of the targets, judged on this run's ratios (printed, never asserted)."""
 
     label: str
     value: float | None
@@ -202,7 +202,7 @@ def scaling(summaries: Sequence[Summary], samples: Sequence[BatchSample]) -> lis
 
 
 def targets(ratio_items: Sequence[Ratio]) -> list[Target]:
-    """Issue 7's three targets for kzero (b) against llama-server (d): single stream
+    """The three targets for kzero (b) against llama-server (d): single stream
     tokens/s, aggregate tokens/s at the highest concurrency, and TTFT p95 there."""
     kzero_vs_server = {r.concurrency: r for r in ratio_items if r.pair == "b/d"}
     if not kzero_vs_server:
