@@ -17,8 +17,11 @@ Attribute keys become labels the same way: ``kn.service.name`` ->
 ``kn_service_name`` (pkg/metrics/key.go).
 
 KServe names the Knative Service of an InferenceService's predictor
-``<name>-predictor``, and kzero's chart names each InferenceService after its
-``model_name``: so ``kn_service_name`` is ``$model_name-predictor``.
+``<name>-predictor`` when the predictor has no ``name`` of its own (kserve/kserve
+pkg/constants/constants.go, PredictorServiceName, used by
+pkg/controller/v1beta1/inferenceservice/components/predictor.go), and kzero's
+chart names each InferenceService after its ``model_name`` and its predictor
+not at all: so ``kn_service_name`` is ``$model_name-predictor``.
 """
 
 from __future__ import annotations
