@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import knative_queries as kn
 import queries as q
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
@@ -199,9 +200,10 @@ def panels() -> list[tuple[str, list[cogbuilder.Builder[model.Panel]]]]:
                 _series(
                     "Replicas and pod starts",
                     "short",
-                    "Replicas: predictor processes exporting kzero_backend_info. Pod starts: "
-                    "processes that became ready in the time range; with minReplicas 0 every "
-                    "start after an idle period is a scale-from-zero event.",
+                    "Replicas: ready predictor processes exporting kzero_backend_info (no data "
+                    "at zero: see Knative's revision pods). Pod starts: processes that became "
+                    "ready in the time range; with minReplicas 0 every start after an idle "
+                    "period is a scale-from-zero event.",
                     [
                         (q.REPLICAS, "replicas {{model_name}}"),
                         (q.POD_STARTS, "starts {{model_name}}"),
@@ -229,6 +231,59 @@ def panels() -> list[tuple[str, list[cogbuilder.Builder[model.Panel]]]]:
                     "Bps",
                     "Bytes per second fetched into the model cache.",
                     [(q.CACHE_BYTES, "{{model_name}}")],
+                    width=6,
+                ),
+            ],
+        ),
+        (
+            "Knative: scale to zero",
+            [
+                _series(
+                    "Revision pods: actual and desired (Knative)",
+                    "short",
+                    "Knative's autoscaler: ready pods of the model's revisions "
+                    "(kn_revision_pods_count) and the pods its last decision wants "
+                    "(kn_revision_pods_desired). 0 at zero. Needs metrics-protocol: prometheus "
+                    "in config-observability (docs/metrics.md).",
+                    [
+                        (kn.ACTUAL_PODS, "actual {{kn_service_name}}"),
+                        (kn.DESIRED_PODS, "desired {{kn_service_name}}"),
+                    ],
+                    width=6,
+                ),
+                _series(
+                    "Requests through the activator",
+                    "reqps",
+                    "Requests per second the Knative activator proxied to the model, by HTTP "
+                    "status (http_server_request_duration_seconds_count). The activator is in "
+                    "the path at zero and while burst capacity is short.",
+                    [
+                        (
+                            kn.ACTIVATOR_REQUESTS,
+                            "{{kn_service_name}} {{http_response_status_code}}",
+                        )
+                    ],
+                    width=6,
+                ),
+                _series(
+                    "Requests held in the activator",
+                    "short",
+                    "Concurrent requests routed to the activator (kn_revision_request_concurrency, "
+                    "1 s averages). At zero these wait for a pod to start: a cold start's queue.",
+                    [(kn.ACTIVATOR_CONCURRENCY, "{{kn_service_name}}")],
+                    width=6,
+                ),
+                _series(
+                    "Queue-proxy request latency",
+                    "s",
+                    "Time Knative's queue-proxy spent on each request of the model's pods "
+                    "(kn_serving_invocation_duration_seconds, joined to target_info for the "
+                    "revision's labels), queueing at the container included. Needs "
+                    "request-metrics-protocol: prometheus.",
+                    [
+                        (kn.queue_proxy_latency(p), f"p{round(p * 100)} {{{{kn_service_name}}}}")
+                        for p in (0.5, 0.95, 0.99)
+                    ],
                     width=6,
                 ),
             ],

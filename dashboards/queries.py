@@ -33,17 +33,38 @@ GENERATED_TOKENS = f"sum by (model_name) ({_rate('kzero_generation_tokens_total'
 PROMPT_TOKENS = f"sum by (model_name) ({_rate('kzero_prompt_tokens_total')})"
 RUNNING = f"sum by (model_name) (kzero_requests_running{{{SEL}}})"
 WAITING = f"sum by (model_name) (kzero_requests_waiting{{{SEL}}})"
-# Every predictor process exports kzero_backend_info = 1: counting them counts replicas.
+# Every ready predictor process exports kzero_backend_info = 1: counting them
+# counts ready replicas. At zero there is no process, so no data: Knative's own
+# revision pod count (knative_queries.py) shows the 0.
 REPLICAS = f"count by (model_name) (kzero_backend_info{{{SEL}}})"
+
+
+def _once_per_process(selector: str, by: str) -> str:
+    """Processes whose once-per-process counter went above 0 during ``$__range``.
+
+    The predictor exports these counters at 0 from its start (predictor/metrics.py,
+    initialise_series), but a pod that is ready before its first scrape still
+    shows up already at 1, and increase() reads a series born at 1 as no change.
+    So count the series that were above 0 in the range and not at its start; the
+    ``or`` gives 0, not "no data", for models whose pods ran without the event.
+    """
+    happened = f"(max_over_time({selector}[$__range]) > 0) unless ({selector} offset $__range > 0)"
+    ran = f"max_over_time({selector}[$__range])"
+    return f"count by ({by}) ({happened}) or 0 * count by ({by}) ({ran})"
+
+
 # Each process observes phase="ready" once, when it becomes ready: one per pod start.
-POD_STARTS = f'sum by (model_name) (increase(kzero_cold_start_seconds_count{{{SEL},phase="ready"}}[$__range]))'
+POD_STARTS = _once_per_process(
+    f'kzero_cold_start_seconds_count{{{SEL},phase="ready"}}', "model_name"
+)
+# A loading pod exports its load and ready phases at count 0: leave those out
+# rather than divide by 0.
 COLD_START_PHASES = (
     f"sum by (model_name, phase) (kzero_cold_start_seconds_sum{{{SEL}}})"
-    f" / sum by (model_name, phase) (kzero_cold_start_seconds_count{{{SEL}}})"
+    f" / (sum by (model_name, phase) (kzero_cold_start_seconds_count{{{SEL}}}) > 0)"
 )
-CACHE_LOOKUPS = (
-    f"sum by (model_name, result) (increase(kzero_cache_lookups_total{{{SEL}}}[$__range]))"
-)
+# Each process looks its model up once, at start: one result series goes to 1.
+CACHE_LOOKUPS = _once_per_process(f"kzero_cache_lookups_total{{{SEL}}}", "model_name, result")
 CACHE_BYTES = f"sum by (model_name) ({_rate('kzero_cache_download_bytes_total')})"
 
 # Cost per 1M generated tokens. This cluster: running pods times the pod price,

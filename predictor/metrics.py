@@ -1,8 +1,8 @@
 """Every Prometheus metric kzero exports, in one place.
 
 The names are a contract shared with the dashboards, alert rules and the cost
-model (DESIGN.md, "Metrics contract"); ``tests/unit/test_metrics_contract.py``
-pins them. All live in prometheus_client's default registry, which KServe's
+model (docs/metrics.md); ``tests/integration/test_metrics_contract.py`` pins
+them. All live in prometheus_client's default registry, which KServe's
 ``/metrics`` serves, next to KServe's own and (on GPU) vLLM's ``vllm:*`` series.
 """
 
@@ -92,6 +92,39 @@ BACKEND_INFO = Gauge(
 )
 
 REQUEST_STATUSES = ("ok", "aborted", "invalid", "rejected", "error")
+# The phases every process observes exactly once. cache, download and verify run
+# only for some models (a local path has no cache lookup, a hit no download), so
+# they appear when they run: a series at count 0 would read as "ran in 0 s".
+EVERY_PROCESS_PHASES = ("process_start", "load", "ready")
+
+
+def initialise_series(model_name: str, backend: str) -> None:
+    """Export, at 0, every series whose labels are known once the model and backend are.
+
+    Call once per process, as soon as both are known. A counter series that first
+    appears already above 0 looks to ``rate()`` and ``increase()`` like no change:
+    they need a sample before the first increment. ``labels()`` without an
+    increment creates the child at 0.
+    """
+    labels = (model_name, backend)
+    for status in REQUEST_STATUSES:
+        REQUESTS.labels(*labels, status)
+    for result in CACHE_RESULTS:
+        CACHE_LOOKUPS.labels(*labels, result)
+    for phase in EVERY_PROCESS_PHASES:
+        COLD_START.labels(phase, *labels)
+    for metric in (
+        PROMPT_TOKENS,
+        GENERATION_TOKENS,
+        CACHE_DOWNLOAD_BYTES,
+        REQUESTS_RUNNING,
+        REQUESTS_WAITING,
+        TIME_TO_FIRST_TOKEN,
+        INTER_TOKEN_LATENCY,
+        E2E_REQUEST_LATENCY,
+        REQUEST_QUEUE_TIME,
+    ):
+        metric.labels(*labels)
 
 
 class RequestRecorder:

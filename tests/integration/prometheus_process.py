@@ -15,6 +15,9 @@ import yaml
 from bench.harness.process import free_port, wait_for_200
 
 READY_TIMEOUT_S = 60.0
+# How long to wait for a scrape or a rule evaluation: generous, since a machine
+# under load delays both; the tests wait for the event, never for a fixed time.
+EVENT_TIMEOUT_S = 120.0
 
 
 class PrometheusProcess:
@@ -66,16 +69,21 @@ class PrometheusProcess:
             raise ValueError(f"{body.get('errorType')}: {body.get('error')} in {expr}")
         return body["data"]["result"]
 
+    def value(self, expr: str, at: float | None = None) -> float | None:
+        """The first sample's value of an instant query, or None when it returns nothing."""
+        result = self.query(expr, at)
+        return float(result[0]["value"][1]) if result else None  # type: ignore[index]
+
     def wait_for(
-        self, expr: str, predicate: Callable[[float], bool], timeout: float = 60.0
+        self, expr: str, predicate: Callable[[float], bool], timeout: float = EVENT_TIMEOUT_S
     ) -> float:
         """Poll ``expr`` until ``predicate(first value)`` holds; returns the value."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            result = self.query(expr)
-            if result and predicate(float(result[0]["value"][1])):
-                return float(result[0]["value"][1])
-            time.sleep(0.5)
+            found = self.value(expr)
+            if found is not None and predicate(found):
+                return found
+            time.sleep(0.2)
         raise TimeoutError(f"{expr} did not reach the expected value in {timeout}s")
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The metric names dashboards and rules may use: the metrics contract, and nothing else."""
+"""The metric names dashboards and rules may use: the metrics contract and Knative's own."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ CONTRACT_SERIES = frozenset(
     + list(COUNTERS)
     + list(GAUGES)
 )
+
+# Knative Serving 1.21's series, as its OpenTelemetry Prometheus exporter names them
+# (knative/serving at tag knative-v1.21.1; dashboards/knative_queries.py cites each).
+KNATIVE_SERIES = frozenset(
+    {
+        "kn_revision_pods_count",  # pkg/reconciler/autoscaling/kpa/metrics.go
+        "kn_revision_pods_desired",  # pkg/autoscaler/scaling/metrics.go
+        "kn_revision_request_concurrency",  # pkg/activator/handler/metrics.go
+        "http_server_request_duration_seconds_count",  # otelhttp in cmd/activator/main.go
+        "kn_serving_invocation_duration_seconds_bucket",  # pkg/queue/request_metric.go
+        "target_info",  # resource attributes, pkg/queue/sharedmain/otel.go
+    }
+)
+ALLOWED_SERIES = CONTRACT_SERIES | KNATIVE_SERIES
 
 _LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _MATCHERS = re.compile(r"\{[^}]*\}")
