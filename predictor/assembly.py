@@ -22,7 +22,7 @@ from predictor.backends.base import Backend
 from predictor.backends.open import OpenedBackend
 from predictor.generation import GenerationService, RequestLimits
 from predictor.lifecycle import Lifecycle
-from predictor.metrics import COLD_START
+from predictor.metrics import COLD_START, initialise_series
 from predictor.model import KzeroModel, OpenAfterPort
 from predictor.model_plan import open_after_port, open_before_port, plan_model
 from predictor.process_clock import seconds_since_process_start
@@ -66,6 +66,7 @@ def build_predictor(
         opened = open_before_port(plan, settings)
         model_name, backend_name = opened.model_name, opened.kind.value
         backend, reason, opener = opened.backend, opened.reason, None
+    initialise_series(model_name, backend_name)
     COLD_START.labels("process_start", model_name, backend_name).observe(imports_done)
 
     if wrap_backend is not None:

@@ -31,7 +31,7 @@ from predictor.cache.config import default_cache_dir
 from predictor.cache.store import ModelCache, Resolution
 from predictor.cache.uri import ModelURI, parse_model_uri
 from predictor.default_model import default_model_path
-from predictor.metrics import CACHE_DOWNLOAD_BYTES, CACHE_LOOKUPS, CACHE_RESULTS, COLD_START
+from predictor.metrics import CACHE_DOWNLOAD_BYTES, CACHE_LOOKUPS, COLD_START
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,8 @@ def _resolve(
 
 
 def _record_lookup(result: str, model_name: str, backend: str) -> None:
-    for each in CACHE_RESULTS:
-        # Every result series exists from the start, so rate() and alerts see a 0, not nothing.
-        CACHE_LOOKUPS.labels(model_name, backend, each).inc(1 if each == result else 0)
+    # The other results' series start at 0 too (metrics.initialise_series).
+    CACHE_LOOKUPS.labels(model_name, backend, result).inc()
 
 
 def _record_resolution(

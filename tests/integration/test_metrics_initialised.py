@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .metrics_scrape import Sample, scrape
-from .server_process import PredictorProcess
+from bench.harness.metrics import Sample, scrape
+from bench.harness.process import PredictorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,6 @@ import pytest
 import yaml
 
 from autoscaling.prometheus_source import read_prometheus
-from bench.harness.metrics import scrape
 from bench.harness.process import PredictorProcess
 
 from .conftest import MODEL_NAME
