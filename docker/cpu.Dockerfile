@@ -77,7 +77,7 @@ RUN pip install --no-deps . \
  && test -r /opt/kzero/models/SmolLM2-135M-Instruct.Q4_1.gguf \
  && pip uninstall --yes pip setuptools \
  && site="$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
- && rm -rf "$site/lib" "$site/include" "$site/bin" \
+ && rm -rf "${site:?}/lib" "${site:?}/include" "${site:?}/bin" \
  && find "$site" -type d -name tests -prune -exec rm -rf {} +
 
 # ---- runtime ------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #   BASE_IMAGE  the base (default localhost/debian-base:local, from debian-base.sh)
 #   PIP         the pip whose cache holds the wheel (default .venv/bin/pip)
 #   NO_WHEEL=1  ignore the cached wheel: compile in the build
+#   NO_CACHE=1  no podman layer cache (a cold build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/image/podman-env.sh
@@ -36,8 +37,9 @@ fi
 
 started=$SECONDS
 # The host's CA bundle: pip inside the build trusts what the host trusts (this
-# project's machines reach PyPI through a TLS-inspecting proxy).
-podman build \
+# project's machines reach PyPI through a TLS-inspecting proxy whose CA only
+# the host's bundle has).
+podman build $([[ "${NO_CACHE:-0}" == 1 ]] && echo --no-cache) \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   --file docker/cpu.Dockerfile --tag "$TAG" .
