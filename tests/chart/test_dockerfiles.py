@@ -192,3 +192,16 @@ def test_cpu_requirements_pin_every_dependency_of_kzero_within_its_range() -> No
             continue  # installed by the Dockerfile itself, checked above
         assert name in pins, f"docker/requirements-cpu.txt lacks {name} (pyproject: {text})"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is not {text}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_python_package_of_kzero_goes_into_the_image(dockerfile: Path) -> None:
+    """pip installs what setuptools finds in the build context: a package left out
+    of COPY (autoscaling/ once was) is silently missing, and `kzero cost` dies there."""
+    patterns = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.removesuffix("*") for p in patterns]
+    copied = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "COPY"]
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    for package in packages:
+        assert package in copied, f"{dockerfile.name} does not COPY {package}/"
+        assert f"!{package}/" in ignore, f".dockerignore keeps {package}/ out of the context"
