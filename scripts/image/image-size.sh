@@ -13,4 +13,5 @@ podman history --format '{{.Size}}\t{{.CreatedBy}}' "$TAG" | grep -v '^0 B' | cu
 echo "largest parts (MB):"
 podman run --rm --entrypoint sh "$TAG" -c '
   site=$(python -c "import sysconfig; print(sysconfig.get_path(\"purelib\"))")
-  du -sm /usr /opt/venv "$site"/* 2>/dev/null | sort -rn | head -n 14' | sed 's/^/  /'
+  du -sm /usr /opt/venv 2>/dev/null
+  du -sm "$site"/* | sort -rn | head -n 12' | sed 's/^/  /'

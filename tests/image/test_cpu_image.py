@@ -322,17 +322,40 @@ def test_chat_completion(predictor: Predictor, model_name: str) -> None:
     assert body["usage"]["completion_tokens"] > 0, body
 
 
+def samples(metrics: str, name: str, label: str) -> dict[str, float]:
+    """``name``'s samples in a Prometheus text exposition, keyed by ``label``'s value."""
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and f'{label}="' in line:
+            found[line.split(f'{label}="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 def test_serves_the_warmed_cache_without_downloading(
-    predictor: Predictor, origin: Origin, model_file: Path
+    predictor: Predictor, origin: Origin, model_file: Path, record_property: pytest.RecordProperty
 ) -> None:
     metrics = httpx.get(f"{predictor.base_url}/metrics", timeout=30).text
-    lookups = {
-        line.split('result="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("kzero_cache_lookups_total{")
-    }
+    lookups = samples(metrics, "kzero_cache_lookups_total", "result")
     assert lookups.get("hit") == 1 and lookups.get("miss") == 0, lookups
     assert origin.started[f"/{model_file.name}"] == 1, "only the warm Job downloaded"
+    phases = samples(metrics, "kzero_cold_start_seconds_sum", "phase")
+    record_property(
+        "cold start phases (s)", ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items()))
+    )
+
+
+def test_llama_cpp_in_the_image_has_no_amx_kernels(
+    predictor: Predictor, record_property: pytest.RecordProperty
+) -> None:
+    """Some VMs report AMX without enabling it for guests, and AMX kernels then
+    crash (the Makefile's and the Dockerfile's notes on CMAKE_ARGS)."""
+    done = predictor.exec(
+        "python", "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+    )
+    assert done.returncode == 0, done.stderr
+    features = done.stdout.strip()
+    record_property("llama.cpp CPU features in the image", features)
+    assert "AMX" not in features, features
 
 
 def test_kzero_cost_runs_in_the_image(predictor: Predictor) -> None:
