@@ -32,8 +32,9 @@ RUN if ! ls /wheels/llama_cpp_python-*.whl >/dev/null 2>&1; then \
 # host's CPU (-march=native), which would crash with SIGILL on older nodes.
 # AVX2/FMA/F16C is the x86-64 baseline of every server CPU since 2013-2015.
 # AMX stays off: some VMs report AMX without enabling its tile state for
-# guests, and the AMX matmul then dies with a general protection fault (see
-# the Makefile's note on CMAKE_ARGS, which builds the host's wheel the same way).
+# guests, and the AMX matmul then dies with a general protection fault (the
+# Makefile's note on CMAKE_ARGS; its venv wheel is native otherwise, see
+# docs/image.md on using that wheel here).
 ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
 ARG CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 

@@ -11,6 +11,7 @@
 #   PIP         the pip whose cache holds the wheel (default .venv/bin/pip)
 #   NO_WHEEL=1  ignore the cached wheel: compile in the build
 #   NO_CACHE=1  no podman layer cache (a cold build)
+#   KZERO_EXTRAS  kzero extras to add (storage: s3://, gs://, hf:// for the warm Job)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/image/podman-env.sh
@@ -41,6 +42,7 @@ started=$SECONDS
 # the host's bundle has).
 podman build $([[ "${NO_CACHE:-0}" == 1 ]] && echo --no-cache) \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  --build-arg KZERO_EXTRAS="${KZERO_EXTRAS:-}" \
   --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   --file docker/cpu.Dockerfile --tag "$TAG" .
 echo "build-cpu-image: $TAG built in $((SECONDS - started)) s," \

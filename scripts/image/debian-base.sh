@@ -25,7 +25,7 @@ apt_mirror() {
 # Slim like Debian's own container images (debian:bookworm-slim): no manuals,
 # documentation (but the copyright files) or translations, now or from later
 # apt-get installs, and no apt package caches (about 50 MB; the binary caches
-# alone would add 75 MB to every image layer that runs apt-get update).
+# alone would add 77 MB to every image layer that runs apt-get update).
 slim_rootfs() {
   local root="$1"
   cat >"$root/etc/dpkg/dpkg.cfg.d/kzero-slim" <<'CFG'
