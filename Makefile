@@ -66,6 +66,14 @@ $(HELM): scripts/install-helm.sh
 
 helm: $(HELM)
 
+# The CPU image built with podman from a debootstrapped Debian, reusing the venv
+# build's llama-cpp-python wheel, then run as the rendered chart runs it
+# (docs/image.md). Needs root; without it, or podman, it skips with the reason,
+# except in CI.
+.PHONY: image-check
+image-check: setup helm
+	scripts/image/check-cpu-image.sh
+
 # Both images (needs a Docker engine). The CPU image builds llama.cpp for any
 # AVX2 CPU (GGML_NATIVE=OFF, AMX off: see the note on CMAKE_ARGS above).
 images:

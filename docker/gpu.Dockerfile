@@ -11,8 +11,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY predictor ./predictor
-# kzero and its light dependencies (kserve, fastapi...) next to the image's vLLM;
-# the gpu extra would only ask for the vLLM that is already there.
+COPY autoscaling ./autoscaling
+# kzero (the predictor and autoscaling/, which `kzero cost` needs) and its light
+# dependencies (kserve, fastapi...) next to the image's vLLM; the gpu extra
+# would only ask for the vLLM that is already there.
 RUN python3 -m pip install . \
  && python3 -c "import predictor.backends.vllm, vllm" \
  && groupadd --gid 10001 kzero \

@@ -34,6 +34,18 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def global_args(dockerfile: Path) -> dict[str, str]:
+    """ARG defaults declared before the first FROM: the ones a FROM line may use."""
+    args = {}
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            args[name] = default.strip('"')
+    return args
+
+
 def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     steps = instructions(dockerfile)
     last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
@@ -68,11 +80,14 @@ def test_hadolint_passes(dockerfile: Path) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_base_images_are_pinned_to_a_version(dockerfile: Path) -> None:
+    defaults = global_args(dockerfile)
     stages = set()
     for keyword, args in instructions(dockerfile):
         if keyword != "FROM":
             continue
         image, *alias = args.split()
+        # A build argument's default is the base a plain `docker build` uses.
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), image)
         if image in stages:  # FROM an earlier stage
             continue
         if alias:
@@ -114,3 +129,79 @@ def test_cpu_image_is_portable_and_has_no_gpu_stack() -> None:
     assert "-DGGML_NATIVE=OFF" in text, "a native build crashes on CPUs older than the builder's"
     assert not re.search(r"\b(torch|vllm)\b", code), "the CPU image must not install torch or vLLM"
     assert "--extra-index-url" not in code
+
+
+def test_cpu_image_takes_its_base_as_a_build_argument() -> None:
+    dockerfile = REPO / "docker" / "cpu.Dockerfile"
+    froms = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "FROM"]
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"], "build and runtime share one base"
+    assert "python" in global_args(dockerfile)["BASE_IMAGE"], "the default stays a Python image"
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    """The normalized project name of a requirement (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[^\s=]+", line), (
+                f"{path.name}: not pinned: {line}"
+            )
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version
+    return pins
+
+
+def test_cpu_image_installs_the_versions_pyproject_pins() -> None:
+    """The image installs llama-cpp-python and kserve by version: the same as pyproject.toml's."""
+    from packaging.requirements import Requirement
+
+    text = (REPO / "docker" / "cpu.Dockerfile").read_text()
+    project = _pyproject()["project"]
+    wanted = {
+        _name(r): str(Requirement(r).specifier)
+        for r in [*project["dependencies"], *project["optional-dependencies"]["cpu"]]
+    }
+    (llama,) = re.findall(r"ARG LLAMA_CPP_PYTHON_VERSION=(\S+)", text)
+    assert wanted["llama-cpp-python"] == f"=={llama}"
+    (kserve,) = re.findall(r'pip install --no-deps "kserve==([^"]+)"', text)
+    assert wanted["kserve"] == f"=={kserve}"
+
+
+def test_cpu_requirements_pin_every_dependency_of_kzero_within_its_range() -> None:
+    """kserve goes in without its declared dependencies and kzero with --no-deps, so
+    docker/requirements-cpu.txt must carry every other runtime dependency of kzero."""
+    from packaging.requirements import Requirement
+
+    pins = _pins(REPO / "docker" / "requirements-cpu.txt")
+    project = _pyproject()["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["cpu"]]:
+        requirement = Requirement(text)
+        name = _name(requirement.name)
+        if name in ("kserve", "llama-cpp-python"):
+            continue  # installed by the Dockerfile itself, checked above
+        assert name in pins, f"docker/requirements-cpu.txt lacks {name} (pyproject: {text})"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is not {text}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_python_package_of_kzero_goes_into_the_image(dockerfile: Path) -> None:
+    """pip installs what setuptools finds in the build context: a package left out
+    of COPY (autoscaling/ once was) is silently missing, and `kzero cost` dies there."""
+    patterns = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.removesuffix("*") for p in patterns]
+    copied = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "COPY"]
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    for package in packages:
+        assert package in copied, f"{dockerfile.name} does not COPY {package}/"
+        assert f"!{package}/" in ignore, f".dockerignore keeps {package}/ out of the context"
