@@ -74,10 +74,12 @@ helm: $(HELM)
 image-check: setup helm
 	scripts/image/check-cpu-image.sh
 
-# Both images (needs a Docker engine). The CPU image builds llama.cpp for any
+# The images (needs a Docker engine): CPU, its storage variant for the cache-warm Job
+# (s3://, gs://, hf://), and GPU. The CPU image builds llama.cpp for any
 # AVX2 CPU (GGML_NATIVE=OFF, AMX off: see the note on CMAKE_ARGS above).
 images:
 	docker build -f docker/cpu.Dockerfile -t kzero-cpu:dev .
+	docker build -f docker/cpu.Dockerfile --build-arg KZERO_EXTRAS=storage -t kzero-cpu:dev-storage .
 	docker build -f docker/gpu.Dockerfile -t kzero-gpu:dev .
 
 # The kind e2e environment; every version is pinned in scripts/kind/versions.env.

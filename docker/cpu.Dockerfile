@@ -97,11 +97,14 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/kzero /opt/kzero
 
 # Bytecode was compiled at install time; a read-only root cannot take more.
+# KZERO_HOST: a pod listens on all interfaces (kubelet probes and Prometheus
+# reach it by pod IP); `kzero serve` outside a container keeps to loopback.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/home/kzero \
-    KZERO_CACHE_DIR=/var/cache/kzero
+    KZERO_CACHE_DIR=/var/cache/kzero \
+    KZERO_HOST=0.0.0.0
 
 USER 10001:10001
 WORKDIR /home/kzero

@@ -30,4 +30,6 @@ helm upgrade --install kzero charts/kzero --namespace "$E2E_NAMESPACE" \
   -f tests/e2e/values.yaml \
   --set "image.cpu.repository=$repository" --set "image.cpu.tag=$tag" \
   --set image.cpu.pullPolicy=Never \
+  --set "image.warm.repository=$repository" --set "image.warm.tag=$tag" \
+  --set image.warm.pullPolicy=Never \
   --timeout 15m

@@ -123,6 +123,14 @@ def test_no_remote_add_and_paths_agree_with_the_chart(dockerfile: Path) -> None:
     assert "HOME=/home/kzero" in env and f"KZERO_CACHE_DIR={cache_dir}" in env, env
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_image_listens_on_all_interfaces(dockerfile: Path) -> None:
+    # kzero serve defaults to loopback; in a pod, kubelet probes and Prometheus
+    # come in by the pod IP.
+    env = " ".join(args for keyword, args in final_stage(dockerfile) if keyword == "ENV")
+    assert "KZERO_HOST=0.0.0.0" in env, env
+
+
 def test_cpu_image_is_portable_and_has_no_gpu_stack() -> None:
     text = (REPO / "docker" / "cpu.Dockerfile").read_text()
     code = " ".join(args for _, args in instructions(REPO / "docker" / "cpu.Dockerfile"))
