@@ -22,6 +22,7 @@ import orjson
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from predictor.asgi_json import send_json
 from predictor.settings import Settings
 
 # KServe's v1 readiness (GET /v1/models/<name>, no ":predict") and the v2 health
@@ -138,18 +139,7 @@ class ApiKeyMiddleware:
             # Closing before accepting makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_UNAUTHORIZED_BODY)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _UNAUTHORIZED_BODY})
+        await send_json(send, 401, _UNAUTHORIZED_BODY, ((b"www-authenticate", b"Bearer"),))
 
 
 def _error_body(message: str, code: str) -> bytes:
@@ -195,14 +185,4 @@ class ModelManagementGuard:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 403, body)

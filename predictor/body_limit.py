@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictor.asgi_json import send_json
 from predictor.openai.errors import RequestTooLarge, error_body
 
 
@@ -18,19 +19,8 @@ async def _answer_413(send: Send, limit: int) -> None:
     body = orjson.dumps(
         error_body(RequestTooLarge(f"request body exceeds the limit of {limit} bytes"))
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of an oversized body is not read: the connection cannot be reused.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # The rest of an oversized body is not read: the connection cannot be reused.
+    await send_json(send, 413, body, ((b"connection", b"close"),))
 
 
 def _declared_length(scope: Scope) -> int | None:

@@ -9,10 +9,8 @@ a scrape while the model is still loading sees the pod's ``ready`` count at 0.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bench.harness.metrics import Sample, scrape
@@ -43,18 +41,6 @@ def exact(samples: dict[Sample, float], name: str, **labels: str) -> float | Non
     return samples.get((name, wanted))
 
 
-def wait_for_port(server: PredictorProcess) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.log()
-        try:
-            if httpx.get(f"{server.url}/v2/health/live", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(server.log())
-
-
 def test_a_loading_predictor_exports_its_series_at_zero(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     script = [sys.executable, str(Path(__file__).with_name("gated_predictor.py"))]
@@ -62,7 +48,7 @@ def test_a_loading_predictor_exports_its_series_at_zero(tmp_path: Path) -> None:
         ["--model_name", NAME], script=script, env={"KZERO_TEST_LOAD_GATE": str(gate)}
     )
     try:
-        wait_for_port(server)
+        server.wait_for_200("/v2/health/live")  # the port is open; the model still loads
         loading = scrape(server.url)  # the model load is held: no request, not ready
 
         for status in STATUSES:

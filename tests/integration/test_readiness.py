@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,18 +15,6 @@ pytestmark = pytest.mark.integration
 NAME = "gated"
 
 
-def wait_for_port(server: PredictorProcess) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.log()
-        try:
-            if httpx.get(f"{server.url}/v2/health/live", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(server.log())
-
-
 def test_model_endpoints_answer_503_until_loaded_then_200(tmp_path: Path):
     gate = tmp_path / "gate"
     script = [sys.executable, str(Path(__file__).with_name("gated_predictor.py"))]
@@ -35,7 +22,7 @@ def test_model_endpoints_answer_503_until_loaded_then_200(tmp_path: Path):
         ["--model_name", NAME], script=script, env={"KZERO_TEST_LOAD_GATE": str(gate)}
     )
     try:
-        wait_for_port(server)
+        server.wait_for_200("/v2/health/live")  # the port is open; the model still loads
         # The server is up, the model is not: KServe's model endpoints say so...
         assert httpx.get(f"{server.url}/v1/models/{NAME}").status_code == 503
         assert httpx.get(f"{server.url}/v2/models/{NAME}/ready").status_code == 503
