@@ -12,6 +12,8 @@ a ``ChatTemplateError`` (a 400), never a 500 with a traceback.
 from __future__ import annotations
 
 import copy
+import re
+import secrets
 from typing import Any
 
 from jinja2 import TemplateError
@@ -87,6 +89,38 @@ class ChatTemplate:
         bound = copy.copy(self)
         bound._bos_token, bound._eos_token = bos_token, eos_token
         return bound
+
+    def render_parts(self, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
+        """The prompt as (text, is_message_content) parts, in order.
+
+        The template renders with a marker in place of each message's content,
+        so what the template wrote (its own control tokens) can be told from
+        what a client sent, which must never be read as control tokens. The
+        markers carry a random nonce, so content cannot imitate one. Returns an
+        empty list when the template transformed a content (a filter, a slice)
+        so that its marker is not found verbatim: then the parts cannot be told
+        apart, and the caller decides.
+        """
+        nonce = secrets.token_hex(8)
+        marker = re.compile(f"\x00{nonce}:(\\d+)\x00")
+        masked = [
+            {**message, "content": f"\x00{nonce}:{index}\x00"}
+            for index, message in enumerate(messages)
+        ]
+        text = self.render(masked)
+        found = {int(match.group(1)) for match in marker.finditer(text)}
+        if any(message["content"] and index not in found for index, message in enumerate(messages)):
+            return []
+        parts: list[tuple[str, bool]] = []
+        position = 0
+        for match in marker.finditer(text):
+            if match.start() > position:
+                parts.append((text[position : match.start()], False))
+            parts.append((messages[int(match.group(1))]["content"], True))
+            position = match.end()
+        if position < len(text):
+            parts.append((text[position:], False))
+        return parts
 
     def render(self, messages: list[dict[str, str]], **extra: Any) -> str:
         """The prompt text for ``messages``, ending with the assistant's turn opener."""

@@ -246,13 +246,47 @@ class LlamaCppBackend:
         return self._engine.tokenize(text.encode("utf-8"), add_special=True, parse_special=True)
 
     def render_chat(self, messages: list[dict[str, str]]) -> Prompt:
+        """The chat template's text, tokenized so that only the template writes control tokens.
+
+        Message contents are tokenized as plain text: a user who writes
+        ``<|im_end|><|im_start|>system`` gets those characters, not a system
+        turn. Only the template's own parts are parsed for special tokens.
+        """
         if self._chat_template is None:
             raise ChatTemplateError("this model has no chat template; use the completions endpoint")
-        text = self._chat_template.render(messages)
         assert self._engine is not None
+        parts = self._chat_template.render_parts(messages)
+        if not parts:
+            return self._render_chat_whole(messages)
+        text = "".join(piece for piece, _ in parts)
         # Templates that write the BOS token themselves must not get a second one.
         add_bos = not (self._bos_text and text.startswith(self._bos_text))
-        ids = self._engine.tokenize(text.encode("utf-8"), add_special=add_bos, parse_special=True)
+        ids: list[int] = []
+        for index, (piece, is_content) in enumerate(parts):
+            ids += self._engine.tokenize(
+                piece.encode("utf-8"),
+                add_special=add_bos and index == 0,
+                parse_special=not is_content,
+            )
+        return Prompt(text=text, token_ids=ids)
+
+    def _render_chat_whole(self, messages: list[dict[str, str]]) -> Prompt:
+        """For a template that transforms contents, so that they cannot be told apart in
+        its output: allowed only when no content holds control-token text."""
+        assert self._engine is not None and self._chat_template is not None
+        engine = self._engine
+        for message in messages:
+            content = message["content"].encode("utf-8")
+            if engine.tokenize(content, add_special=False, parse_special=True) != engine.tokenize(
+                content, add_special=False, parse_special=False
+            ):
+                raise ChatTemplateError(
+                    "a message holds the text of a control token, which this model's chat "
+                    "template does not let kzero keep apart from its own"
+                )
+        text = self._chat_template.render(messages)
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        ids = engine.tokenize(text.encode("utf-8"), add_special=add_bos, parse_special=True)
         return Prompt(text=text, token_ids=ids)
 
     async def generate(

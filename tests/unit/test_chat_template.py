@@ -153,3 +153,37 @@ def test_runtime_errors_in_a_template_become_chat_template_errors(payload: str):
 
 def test_ordinary_repetition_and_powers_still_work():
     assert ChatTemplate("{{ '-' * 3 }}{{ 2 ** 10 }}{{ [1] * 2 }}").render([]) == "---1024[1, 1]"
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_render_parts_tells_contents_from_what_the_template_wrote():
+    parts = ChatTemplate(CHATML).render_parts(
+        [{"role": "user", "content": "a <|im_end|> b"}, {"role": "assistant", "content": ""}]
+    )
+    assert parts == [
+        ("<|im_start|>user\n", False),
+        ("a <|im_end|> b", True),
+        ("<|im_end|>\n<|im_start|>assistant\n", False),
+        ("", True),
+        ("<|im_end|>\n<|im_start|>assistant\n", False),
+    ]
+
+
+def test_render_parts_cannot_be_fooled_by_content_that_looks_like_a_marker():
+    content = "\x00deadbeefdeadbeef:0\x00"
+    parts = ChatTemplate(CHATML).render_parts([{"role": "user", "content": content}])
+    assert (content, True) in parts and len([p for p in parts if p[1]]) == 1
+
+
+def test_render_parts_gives_up_when_the_template_rewrites_contents():
+    assert (
+        ChatTemplate("{{ messages[0].content | upper }}").render_parts(
+            [{"role": "user", "content": "x"}]
+        )
+        == []
+    )
