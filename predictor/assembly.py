@@ -21,6 +21,7 @@ from predictor.auth import configured_admin_key_hashes, configured_key_hashes
 from predictor.backends.base import Backend
 from predictor.backends.open import OpenedBackend
 from predictor.generation import GenerationService, RequestLimits
+from predictor.header_timeout import with_header_timeout
 from predictor.lifecycle import Lifecycle
 from predictor.metrics import COLD_START, initialise_series
 from predictor.model import KzeroModel, OpenAfterPort
@@ -145,7 +146,13 @@ def install_event_loop(choice: str) -> str:
 
 
 def serve_model(
-    model: KzeroModel, *, host: str, http_port: int, enable_grpc: bool, event_loop: str
+    model: KzeroModel,
+    *,
+    host: str,
+    header_timeout_s: float,
+    http_port: int,
+    enable_grpc: bool,
+    event_loop: str,
 ) -> int:
     """Serve until stopped, then return the exit code: 0 after a drain, 1 if the engine died.
 
@@ -154,13 +161,15 @@ def serve_model(
     from kserve import ModelServer
 
     class HostModelServer(ModelServer):
-        """KServe 0.21's REST server always binds 0.0.0.0 (``RESTServer.__init__``);
-        the uvicorn config it builds is read only when the server starts, so the
-        address is set on it just before."""
+        """KServe 0.21's REST server always binds 0.0.0.0 and uses uvicorn's default
+        protocol (``RESTServer.__init__``); the uvicorn config it builds is read
+        only when the server starts, so the address and the protocol with the
+        header deadline are set on it just before."""
 
         async def _serve(self) -> None:
             if self._rest_server is not None:
                 self._rest_server.config.host = host
+                self._rest_server.config.http = with_header_timeout(header_timeout_s)
             await super()._serve()
 
     logger.info("event loop: %s", install_event_loop(event_loop))

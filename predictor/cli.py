@@ -138,6 +138,7 @@ def serve(args: argparse.Namespace, wrap_backend: BackendWrapper | None = None) 
         return serve_model(
             model,
             host=settings.host,
+            header_timeout_s=settings.header_timeout_s,
             http_port=args.http_port,
             enable_grpc=args.enable_grpc,
             event_loop=args.event_loop,

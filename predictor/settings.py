@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         "laptop's `kzero serve` is not a keyless LLM endpoint for its whole network; the "
         "container image sets 0.0.0.0 (KZERO_HOST), which pods need for probes and scrapes.",
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request line and headers have not all arrived this "
+        "long after it opened (or after its next request began) is closed, so slow clients "
+        "cannot hold every socket.",
+    )
     max_tokens_cap: int = Field(
         default=4096,
         ge=1,
