@@ -93,33 +93,34 @@ class ChatTemplate:
     def render_parts(self, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
         """The prompt as (text, is_message_content) parts, in order.
 
-        The template renders with a marker in place of each message's content,
-        so what the template wrote (its own control tokens) can be told from
-        what a client sent, which must never be read as control tokens. The
-        markers carry a random nonce, so content cannot imitate one. Returns an
-        empty list when the template transformed a content (a filter, a slice)
-        so that its marker is not found verbatim: then the parts cannot be told
-        apart, and the caller decides.
+        The template renders twice: as is, and with a marker (carrying a random
+        nonce, so content cannot imitate one) in place of each message's
+        content. The markers show what the template wrote (its own control
+        tokens) apart from what a client sent, which must never be read as
+        control tokens. The parts are returned only if putting the contents
+        back gives exactly the first rendering; a template whose output depends
+        on the contents (a filter, a branch on a content's text) gives an empty
+        list instead, and the caller decides.
         """
+        text = self.render(messages)
         nonce = secrets.token_hex(8)
         marker = re.compile(f"\x00{nonce}:(\\d+)\x00")
         masked = [
             {**message, "content": f"\x00{nonce}:{index}\x00"}
             for index, message in enumerate(messages)
         ]
-        text = self.render(masked)
-        found = {int(match.group(1)) for match in marker.finditer(text)}
-        if any(message["content"] and index not in found for index, message in enumerate(messages)):
-            return []
+        masked_text = self.render(masked)
         parts: list[tuple[str, bool]] = []
         position = 0
-        for match in marker.finditer(text):
+        for match in marker.finditer(masked_text):
             if match.start() > position:
-                parts.append((text[position : match.start()], False))
+                parts.append((masked_text[position : match.start()], False))
             parts.append((messages[int(match.group(1))]["content"], True))
             position = match.end()
-        if position < len(text):
-            parts.append((text[position:], False))
+        if position < len(masked_text):
+            parts.append((masked_text[position:], False))
+        if "".join(piece for piece, _ in parts) != text:
+            return []
         return parts
 
     def render(self, messages: list[dict[str, str]], **extra: Any) -> str:

@@ -187,3 +187,19 @@ def test_render_parts_gives_up_when_the_template_rewrites_contents():
         )
         == []
     )
+
+
+def test_render_parts_gives_up_when_the_output_depends_on_a_content():
+    branching = ChatTemplate(
+        "{% for m in messages %}{% if m.content == 'x' %}[x]{% endif %}{{ m.content }}{% endfor %}"
+    )
+    assert branching.render_parts([{"role": "user", "content": "x"}]) == []
+    assert branching.render_parts([{"role": "user", "content": "y"}]) == [("y", True)]
+
+
+def test_render_parts_runs_the_template_on_the_real_contents():
+    refusing = ChatTemplate(
+        "{% if messages[0].content == 'bad' %}{{ raise_exception('no') }}{% endif %}{{ messages[0].content }}"
+    )
+    with pytest.raises(ChatTemplateError, match="no"):
+        refusing.render_parts([{"role": "user", "content": "bad"}])
