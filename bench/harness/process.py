@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Self
 
 import httpx
 
@@ -125,7 +126,7 @@ class ServerProcess:
             self._final_log = self._read_log()
             Path(self._log.name).unlink(missing_ok=True)
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

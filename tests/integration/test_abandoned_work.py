@@ -30,14 +30,10 @@ IDLE_TIMEOUT_S = 240
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PredictorProcess]:
-    process = PredictorProcess(
-        ["--model_name", NAME, "--max_running_requests", "1", "--max_queued_requests", "4"]
-    )
-    try:
+    args = ["--model_name", NAME, "--max_running_requests", "1", "--max_queued_requests", "4"]
+    with PredictorProcess(args) as process:
         process.wait_ready(NAME)
         yield process
-    finally:
-        process.stop()
 
 
 def generated(server: PredictorProcess) -> float:

@@ -18,12 +18,9 @@ UNLOAD = f"/v2/repository/models/{NAME}/unload"
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[PredictorProcess]:
-    process = PredictorProcess(["--model_name", NAME], env=request.param)
-    try:
+    with PredictorProcess(["--model_name", NAME], env=request.param) as process:
         process.wait_ready(NAME)
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.mark.parametrize("server", [{}, {"KZERO_API_KEY": "inference"}], indirect=True)
