@@ -161,10 +161,13 @@ def serve_model(
     from kserve import ModelServer
 
     class HostModelServer(ModelServer):
-        """KServe 0.21's REST server always binds 0.0.0.0 and uses uvicorn's default
-        protocol (``RESTServer.__init__``); the uvicorn config it builds is read
-        only when the server starts, so the address and the protocol with the
-        header deadline are set on it just before."""
+        """KServe 0.21.0 always binds 0.0.0.0 and takes uvicorn's default protocol
+        (kserve/protocol/rest/server.py, ``RESTServer.__init__``: ``uvicorn.Config(
+        host="0.0.0.0", ...)`` without ``http``). ``ModelServer.start`` builds
+        ``self._rest_server``, then runs ``asyncio.run(self._serve())``
+        (kserve/model_server.py), and uvicorn 0.55.0 reads ``host`` and ``http``
+        only when the server starts (``Config.load``, ``Server.startup``), so
+        both are set here, just before."""
 
         async def _serve(self) -> None:
             if self._rest_server is not None:

@@ -136,7 +136,8 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            # Closing before accepting makes the server answer the handshake with 403.
+            # A websocket.close before websocket.accept makes the server refuse the
+            # handshake with HTTP 403 (ASGI spec, WebSocket "Close - send event").
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_json(send, 401, _UNAUTHORIZED_BODY, ((b"www-authenticate", b"Bearer"),))
@@ -157,6 +158,11 @@ def _error_body(message: str, code: str) -> bytes:
 
 class ModelManagementGuard:
     """KServe's ``/v2/repository/...`` routes answer only to an admin key.
+
+    The routes: ``/v2/repository/models/{model_name}/load`` and ``/unload``
+    (kserve 0.21.0, kserve/protocol/rest/v2_endpoints.py, ``register_v2_endpoints``);
+    an unload calls the model's ``stop()`` (kserve/model_repository.py,
+    ``ModelRepository.unload``), which drains the lifecycle, so the process exits.
 
     Without admin keys configured they are refused (403) for everyone: an
     unload leaves the pod unable to serve, so an inference key, or no key on a

@@ -17,7 +17,8 @@ class CancelOnDisconnectMiddleware:
     """Cancels the handling of a matching request when its client disconnects.
 
     KServe's ``:predict`` handler never looks at the connection again after the
-    body, so without this a client that leaves still has every instance decoded
+    body (kserve 0.21.0, kserve/protocol/rest/v1_endpoints.py, ``V1Endpoints.predict``:
+    it reads the body, then awaits the dataplane), so without this a client that leaves still has every instance decoded
     for nobody. Cancelling the handler aborts each instance's generation (its
     ``Prepared.stream`` closes the engine's stream), like vLLM's
     ``with_cancellation`` does for its routes. Meant for routes that read

@@ -2,7 +2,9 @@
 sends its request line and headers slowly, or not at all, is disconnected.
 
 uvicorn has no such deadline (its keep-alive timer runs only between requests),
-so a local server could have every socket held by slow clients. Knative's
+(uvicorn 0.55.0, uvicorn/protocols/http/httptools_impl.py: the timer is armed
+in ``on_response_complete`` only), so a local server could have every socket
+held by slow clients. Knative's
 queue-proxy shields pods in a cluster; ``kzero serve`` on a laptop has no such
 shield. The protocol class is uvicorn's own httptools one, which KServe's
 server uses (httptools comes with ``uvicorn[standard]``), with a timer from

@@ -76,10 +76,6 @@ class Lifecycle:
         self._stop = asyncio.Event()
 
     @property
-    def state(self) -> State:
-        return self._state
-
-    @property
     def serving(self) -> bool:
         return self._state is State.READY
 

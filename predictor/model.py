@@ -58,7 +58,8 @@ OpenAfterPort = Callable[[], Awaitable[OpenedBackend]]
 class PredictError(Exception):
     """A ``:predict`` refusal KServe has no exception for (429, 503 with Retry-After, 504).
 
-    Answered in KServe's own error shape, ``{"error": message}``, by
+    Answered in KServe's own error shape, ``{"error": message}`` (kserve 0.21.0,
+    kserve/errors.py, ``invalid_input_handler`` and its siblings), by
     ``predict_error_handler``.
     """
 

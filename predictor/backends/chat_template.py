@@ -37,6 +37,11 @@ _RENDER_ERRORS = (
 )
 
 
+# Stands in for message i's content while the template renders (render_parts):
+# NUL, a per-rendering nonce, the index, NUL.
+_MARKER = re.compile("\x00([0-9a-f]{16}):(\\d+)\x00")
+
+
 class ChatTemplateError(ValueError):
     """The template failed to render these messages (bad roles, bad template)."""
 
@@ -104,7 +109,6 @@ class ChatTemplate:
         """
         text = self.render(messages)
         nonce = secrets.token_hex(8)
-        marker = re.compile(f"\x00{nonce}:(\\d+)\x00")
         masked = [
             {**message, "content": f"\x00{nonce}:{index}\x00"}
             for index, message in enumerate(messages)
@@ -112,10 +116,12 @@ class ChatTemplate:
         masked_text = self.render(masked)
         parts: list[tuple[str, bool]] = []
         position = 0
-        for match in marker.finditer(masked_text):
+        for match in _MARKER.finditer(masked_text):
+            if match.group(1) != nonce:
+                continue  # content that looks like a marker is content: the nonce tells
             if match.start() > position:
                 parts.append((masked_text[position : match.start()], False))
-            parts.append((messages[int(match.group(1))]["content"], True))
+            parts.append((messages[int(match.group(2))]["content"], True))
             position = match.end()
         if position < len(masked_text):
             parts.append((masked_text[position:], False))

@@ -16,6 +16,7 @@ import pytest
 from predictor.auth import hash_key
 from predictor.errors import Draining
 from predictor.generation import GenerationParams, GenerationService, TextInput
+from predictor.lifecycle import State
 from predictor.metrics import REQUESTS, REQUESTS_RUNNING, REQUESTS_WAITING
 from tests.unit.inprocess import client, kzero_app, sse_payloads, stream_until
 from tests.unit.scripted_backend import BACKEND, MODEL, ScriptedBackend, scripted_service
@@ -165,7 +166,7 @@ async def test_during_the_drain_new_requests_are_refused_and_late_ones_cut_off_i
 
 
 def _not_ready(service: GenerationService) -> None:
-    service.lifecycle._state = service.lifecycle.state.LOADING
+    service.lifecycle._state = State.LOADING  # as before the load finished
 
 
 ERROR_ROWS = [
