@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from predictor.admission import Admission, Ticket
 from predictor.backends.base import (
@@ -89,13 +90,16 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
+    # Prompt tokens the engine reused from its prefix cache instead of computing.
+    cached_tokens: int = 0
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         """Token counts in the OpenAI ``usage`` shape, which KServe's door reuses."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
 
 
@@ -172,6 +176,9 @@ class Prepared:
             service.active[completion.request_id] = None
             self._in_engine = True
             async for chunk in chunks:
+                if chunk.cached_tokens:
+                    completion.cached_tokens = chunk.cached_tokens
+                    self._recorder.prompt_reuse(chunk.cached_tokens, chunk.cache_source)
                 self._recorder.tokens(chunk.num_tokens)
                 completion.completion_tokens += chunk.num_tokens
                 if chunk.finish_reason is not None:

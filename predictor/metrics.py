@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
+from predictor.backends.base import PREFIX_SOURCES, PrefixSource
+
 # The *_created series double the exposition size and no dashboard uses them;
 # vLLM turns them off too.
 disable_created_metrics()
@@ -51,6 +53,18 @@ REQUEST_QUEUE_TIME = Histogram(
     buckets=_REQUEST_BUCKETS,
 )
 PROMPT_TOKENS = Counter("kzero_prompt_tokens", "Prompt tokens of requests the engine ran.", LABELS)
+PROMPT_TOKENS_CACHED = Counter(
+    "kzero_prompt_tokens_cached",
+    "Prompt tokens of requests the engine ran whose KV it reused instead of computing, by "
+    "source: memory (the request's own sequence held them), copy (copied from another "
+    "sequence), disk (a prefix restored from the prefix cache volume at start).",
+    (*LABELS, "source"),
+)
+PROMPT_TOKENS_COMPUTED = Counter(
+    "kzero_prompt_tokens_computed",
+    "Prompt tokens of requests the engine ran that it had to compute (prefill).",
+    LABELS,
+)
 GENERATION_TOKENS = Counter(
     "kzero_generation_tokens", "Tokens generated, counted as they are produced.", LABELS
 )
@@ -113,8 +127,11 @@ def initialise_series(model_name: str, backend: str) -> None:
         CACHE_LOOKUPS.labels(*labels, result)
     for phase in EVERY_PROCESS_PHASES:
         COLD_START.labels(phase, *labels)
+    for source in PREFIX_SOURCES:
+        PROMPT_TOKENS_CACHED.labels(*labels, source)
     for metric in (
         PROMPT_TOKENS,
+        PROMPT_TOKENS_COMPUTED,
         GENERATION_TOKENS,
         CACHE_DOWNLOAD_BYTES,
         REQUESTS_RUNNING,
@@ -142,6 +159,8 @@ class RequestRecorder:
         self._inter_token_latency = INTER_TOKEN_LATENCY.labels(*self._labels)
         self._arrival = time.perf_counter()
         self._last_token: float | None = None
+        self._cached_tokens = 0
+        self._cache_source: PrefixSource | None = None
         self._state = "waiting"
         REQUESTS_WAITING.labels(*self._labels).inc()
 
@@ -153,6 +172,11 @@ class RequestRecorder:
         REQUESTS_WAITING.labels(*self._labels).dec()
         REQUESTS_RUNNING.labels(*self._labels).inc()
         self._state = "running"
+
+    def prompt_reuse(self, cached_tokens: int, source: PrefixSource | None) -> None:
+        """The engine reused ``cached_tokens`` of the prompt from its prefix cache."""
+        self._cached_tokens = cached_tokens
+        self._cache_source = source or "memory"
 
     def tokens(self, count: int) -> None:
         """``count`` new tokens arrived together (vLLM deltas may carry several)."""
@@ -181,6 +205,10 @@ class RequestRecorder:
         REQUESTS.labels(*self._labels, status).inc()
         if prompt_tokens is not None:
             PROMPT_TOKENS.labels(*self._labels).inc(prompt_tokens)
+            cached = min(self._cached_tokens, prompt_tokens)
+            if self._cache_source is not None:
+                PROMPT_TOKENS_CACHED.labels(*self._labels, self._cache_source).inc(cached)
+            PROMPT_TOKENS_COMPUTED.labels(*self._labels).inc(prompt_tokens - cached)
             E2E_REQUEST_LATENCY.labels(*self._labels).observe(time.perf_counter() - self._arrival)
 
 

@@ -182,6 +182,25 @@ class Settings(BaseSettings):
         description="Size budget of the model cache (e.g. 20GiB); least recently used entries "
         "not in use are evicted to fit a new one. Default: no budget, the volume is the limit.",
     )
+    prefix_cache: bool = Field(
+        default=True,
+        description="llama.cpp: keep each finished request's KV cells and reuse the longest "
+        "matching prompt prefix (from the same sequence, copied from another, or restored "
+        "from prefix_cache_dir), so a shared system prompt or a growing chat is prefilled "
+        "once. It lives in the KV cells already sized by n_ctx and max_running_requests: "
+        "no memory beyond them. vLLM's automatic prefix caching is always on.",
+    )
+    prefix_cache_dir: Path | None = Field(
+        default=None,
+        description="llama.cpp: directory where shared prompt prefixes' KV state is saved, so a "
+        "pod started from zero restores them before it reports ready. Default: 'prefixes' "
+        "under cache_dir. A read-only mount is only read.",
+    )
+    prefix_cache_max_bytes: ByteSize = Field(
+        default=ByteSize(1 << 30),
+        description="Size budget of prefix_cache_dir (e.g. 1GiB); the least recently used "
+        "prefix files are deleted to fit a new one. 0 turns saving off.",
+    )
     cache_verify: bool = Field(
         default=True,
         description="Re-hash a cached model against the sha256 recorded when it was fetched "

@@ -24,6 +24,12 @@ class BackendKind(enum.StrEnum):
 
 FinishReason = Literal["stop", "length"]
 
+# Where the KV of a reused prompt prefix came from: the sequence the request
+# ran on ("memory"), another sequence's cells ("copy"), or a state file the
+# engine restored from the prefix cache volume at start ("disk").
+PrefixSource = Literal["memory", "copy", "disk"]
+PREFIX_SOURCES: tuple[PrefixSource, ...] = ("memory", "copy", "disk")
+
 
 class BackendLoadError(RuntimeError):
     """The backend cannot serve the model: startup must fail with this message."""
@@ -68,6 +74,10 @@ class GenerationChunk:
     text: str
     num_tokens: int
     finish_reason: FinishReason | None = None
+    # Set on a request's first chunk only: prompt tokens whose KV the engine
+    # reused instead of computing, and where that KV came from.
+    cached_tokens: int = 0
+    cache_source: PrefixSource | None = None
 
 
 @dataclass(frozen=True)

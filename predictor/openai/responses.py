@@ -22,10 +22,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PromptTokensDetails(_Strict):
+    # Prompt tokens served from the engine's prefix cache, as OpenAI reports them.
+    cached_tokens: int = Field(ge=0)
+
+
 class Usage(_Strict):
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
     total_tokens: int = Field(ge=0)
+    prompt_tokens_details: PromptTokensDetails
 
 
 class AssistantMessage(_Strict):

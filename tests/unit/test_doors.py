@@ -67,7 +67,12 @@ async def test_a_chat_stream_is_framed_as_the_openai_client_expects():
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert all(c["usage"] is None for c in chunks[:-1])
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 2,
+        "completion_tokens": 3,
+        "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 async def test_a_text_completion_answers_one_json_body():

@@ -221,7 +221,12 @@ async def test_text_counts_tokens_and_finishes():
     assert await prepared.text() == "abc"
     completion = prepared.completion
     assert (completion.completion_tokens, completion.finish_reason) == (3, "length")
-    assert completion.usage() == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert completion.usage() == {
+        "prompt_tokens": 3,
+        "completion_tokens": 3,
+        "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert requests("ok") == before + 1
     assert gauge(REQUESTS_RUNNING) == gauge(REQUESTS_WAITING) == 0
     assert svc.admission.in_flight == 0
