@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from predictor.backends.base import PREFIX_SOURCES, PrefixSource
+from predictor.backends.prefix_store import FILE_RESULTS as PREFIX_FILE_RESULTS
 
 # The *_created series double the exposition size and no dashboard uses them;
 # vLLM turns them off too.
@@ -99,6 +100,14 @@ CACHE_RESULTS = ("hit", "miss", "local")
 CACHE_DOWNLOAD_BYTES = Counter(
     "kzero_cache_download_bytes", "Bytes this process fetched into the model cache.", LABELS
 )
+PREFIX_CACHE_FILES = Counter(
+    "kzero_prefix_cache_files",
+    "Prefix cache files on the volume by what became of them: restored (loaded at start), "
+    "saved, evicted (budget), corrupt (damaged or truncated: ignored), foreign (another "
+    "model's, llama.cpp build's or format's: ignored), rejected (llama.cpp refused it: "
+    "ignored), save_failed.",
+    ("model_name", "backend", "result"),
+)
 BACKEND_INFO = Gauge(
     "kzero_backend_info",
     "Always 1; the labels say which engine serves which model on which device, and why.",
@@ -129,6 +138,9 @@ def initialise_series(model_name: str, backend: str) -> None:
         COLD_START.labels(phase, *labels)
     for source in PREFIX_SOURCES:
         PROMPT_TOKENS_CACHED.labels(*labels, source)
+    if backend == "llamacpp":
+        for result in PREFIX_FILE_RESULTS:
+            PREFIX_CACHE_FILES.labels(*labels, result)
     for metric in (
         PROMPT_TOKENS,
         PROMPT_TOKENS_COMPUTED,
@@ -210,6 +222,11 @@ class RequestRecorder:
                 PROMPT_TOKENS_CACHED.labels(*self._labels, self._cache_source).inc(cached)
             PROMPT_TOKENS_COMPUTED.labels(*self._labels).inc(prompt_tokens - cached)
             E2E_REQUEST_LATENCY.labels(*self._labels).observe(time.perf_counter() - self._arrival)
+
+
+def record_prefix_file(model_name: str, result: str) -> None:
+    """Count one prefix cache file event (llama.cpp only: it alone keeps prefix files)."""
+    PREFIX_CACHE_FILES.labels(model_name, "llamacpp", result).inc()
 
 
 def record_rejected_request(model_name: str, backend: str, status: str) -> None:

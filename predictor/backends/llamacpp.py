@@ -13,9 +13,12 @@ every step, so a disconnected client stops decoding within one token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 from predictor.backends.base import (
@@ -24,13 +27,20 @@ from predictor.backends.base import (
     FinishReason,
     GenerationChunk,
     OnStart,
+    PrefixSource,
     Prompt,
     RequestAborted,
     SamplingOptions,
 )
 from predictor.backends.chat_template import ChatTemplate, ChatTemplateError
 from predictor.backends.gguf_metadata import GGUFError, GGUFMetadata, read_gguf_metadata
-from predictor.backends.llamacpp_engine import EngineConfig, LlamaEngine
+from predictor.backends.llamacpp_engine import EngineConfig, KVSettings, LlamaEngine
+from predictor.backends.prefix_store import (
+    OnFileEvent,
+    PrefixKey,
+    PrefixStore,
+    start_model_digest,
+)
 from predictor.backends.text_stream import StopTextStream
 from predictor.cpu_quota import usable_cpu_count
 
@@ -101,6 +111,9 @@ class _Job:
         self.mailbox = mailbox
         self._text = StopTextStream(options.stop)
         self._cancelled = threading.Event()
+        # Set on the decode thread before the first token is posted, so the
+        # mailbox's lock orders it before the chunk that reports it.
+        self.reuse: tuple[int, PrefixSource] | None = None
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -108,6 +121,9 @@ class _Job:
     # Emit, called on the decode thread.
     def started(self) -> None:
         self.mailbox.post(_Started())
+
+    def reused(self, tokens: int, source: PrefixSource) -> None:
+        self.reuse = (tokens, source)
 
     def token(self, piece: bytes, finish_reason: FinishReason | None) -> bool:
         text = self._text
@@ -149,6 +165,41 @@ def default_parallel(cpus: int, context: int, kv_bytes_per_token: int | None) ->
     return max(1, parallel)
 
 
+@dataclass(frozen=True)
+class PrefixCacheSettings:
+    """Prefix reuse is on; ``directory`` (None: not kept) is where shared prefixes persist."""
+
+    directory: Path | None = None
+    max_bytes: int = 0
+    on_file_event: OnFileEvent | None = None
+
+    def opener(self, model_path: Path) -> Callable[[KVSettings], PrefixStore | None]:
+        """Starts hashing the model file now (it overlaps the load) and returns what
+        opens the store once the engine knows its KV settings."""
+        assert self.directory is not None
+        directory = self.directory
+        digest: Future[str] = start_model_digest(model_path, directory)
+
+        def open_store(kv: KVSettings) -> PrefixStore | None:
+            import llama_cpp
+
+            try:
+                model_sha256 = digest.result()
+            except OSError as exc:
+                logger.warning("prefix cache off: cannot hash %s: %s", model_path, exc)
+                return None
+            key = PrefixKey(
+                model_sha256=model_sha256,
+                llama_cpp_python=llama_cpp.__version__,
+                **dataclasses.asdict(kv),
+            )
+            return PrefixStore(
+                directory, key, max_bytes=self.max_bytes, on_event=self.on_file_event
+            )
+
+        return open_store
+
+
 class LlamaCppBackend:
     """Serves one GGUF model on the CPU."""
 
@@ -162,9 +213,11 @@ class LlamaCppBackend:
         n_parallel: int | None,
         metadata: GGUFMetadata | None = None,
         chat_template: ChatTemplate | None = None,
+        prefix_cache: PrefixCacheSettings | None = None,
     ) -> None:
         """``metadata`` and ``chat_template``, when given, are what checking the file
-        read already (``select.locate_model``); otherwise ``load`` reads them."""
+        read already (``select.locate_model``); otherwise ``load`` reads them.
+        ``prefix_cache`` None turns prefix reuse off."""
         self._model_path = Path(model_path)
         self._requested_ctx = n_ctx
         # The container's CPU quota, not the host's cores: more threads than the
@@ -172,6 +225,7 @@ class LlamaCppBackend:
         self._n_threads = n_threads or usable_cpu_count()
         self._n_batch = n_batch
         self._requested_parallel = n_parallel
+        self._prefix_cache = prefix_cache
         self._engine: LlamaEngine | None = None
         self._metadata = metadata
         self._chat_template = chat_template
@@ -203,8 +257,14 @@ class LlamaCppBackend:
             n_threads=self._n_threads,
             # Room for every decoding sequence's token next to a prompt chunk.
             n_batch=max(self._n_batch, parallel),
+            prefix_reuse=self._prefix_cache is not None,
         )
-        self._engine = await asyncio.to_thread(LlamaEngine, self._model_path, config)
+        opener = None
+        if self._prefix_cache is not None and self._prefix_cache.directory is not None:
+            opener = self._prefix_cache.opener(self._model_path)
+        self._engine = await asyncio.to_thread(
+            LlamaEngine, self._model_path, config, open_prefix_store=opener
+        )
         self._prepare_chat_template()
         self._info = BackendInfo(
             backend="llamacpp",
@@ -300,10 +360,17 @@ class LlamaCppBackend:
         job = _Job(options, _Mailbox(asyncio.get_running_loop()))
         self._jobs[request_id] = job
         self._engine.submit(prompt.token_ids, options, job)
+        first = True
         try:
             while True:
                 chunk = self._merge(await job.mailbox.take(), request_id, on_start)
                 if chunk is not None:
+                    if first and job.reuse is not None:
+                        cached, source = job.reuse
+                        chunk = dataclasses.replace(
+                            chunk, cached_tokens=cached, cache_source=source
+                        )
+                    first = False
                     yield chunk
                     if chunk.finish_reason is not None:
                         return

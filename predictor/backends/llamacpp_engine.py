@@ -15,6 +15,12 @@ reads them in place, and greedy decoding takes the argmax of a numpy view of
 llama.cpp's logits row), unlike ``Llama.generate``, which copies every
 vocabulary logit into numpy per token.
 
+Finished requests leave their KV cells behind, and a new request starts from
+the longest prefix of its prompt that some sequence holds (``prefix_reuse``
+decides where it runs and what it copies; ``prefix_store`` keeps shared
+prefixes on a volume across restarts). Each sequence's cells are tracked with
+the token ids they hold, so what is reused is exactly what was computed.
+
 One thread owns the context (llama.cpp contexts are not thread-safe); other
 threads only tokenize, which reads the immutable vocabulary.
 """
@@ -22,11 +28,11 @@ threads only tokenize, which reads the immutable vocabulary.
 from __future__ import annotations
 
 import ctypes
-import heapq
 import logging
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +43,22 @@ from predictor.backends.base import (
     BackendDeadError,
     BackendLoadError,
     FinishReason,
+    PrefixSource,
     SamplingOptions,
+)
+from predictor.backends.prefix_reuse import (
+    COPY_MIN_TOKENS,
+    Placement,
+    Slot,
+    common_prefix_length,
+    place,
+)
+from predictor.backends.prefix_store import (
+    REJECTED,
+    RESTORED,
+    PrefixStore,
+    state_block,
+    state_payload,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,6 +67,8 @@ logger = logging.getLogger(__name__)
 # most this many tokens, so their next token waits for one chunk, not for the
 # whole prompt. Alone, a prompt goes in chunks of n_batch (faster per token).
 PROMPT_CHUNK_WHILE_DECODING = 128
+# Shared prefixes shorter than this are not worth a file on the volume.
+PERSIST_MIN_TOKENS = 64
 
 _backend_ready = False
 _backend_lock = threading.Lock()
@@ -77,6 +100,24 @@ class EngineConfig:
     n_ctx_per_seq: int
     n_threads: int
     n_batch: int
+    # Keep finished requests' KV cells and reuse matching prompt prefixes.
+    prefix_reuse: bool = True
+
+
+@dataclass(frozen=True)
+class KVSettings:
+    """What this context computes KV with: the engine's share of a ``PrefixKey``."""
+
+    system_info: str
+    type_k: int
+    type_v: int
+    flash_attn_type: int
+
+
+# Opens the prefix store once the context's KV settings are known (the rest of
+# the key, the model's digest, is computed while the model loads).
+# None: persistence is unavailable (logged by whoever decided).
+OpenPrefixStore = Callable[[KVSettings], PrefixStore | None]
 
 
 class Emit(Protocol):
@@ -87,6 +128,9 @@ class Emit(Protocol):
 
     def started(self) -> None:
         """The request got a sequence: it left the queue."""
+
+    def reused(self, tokens: int, source: PrefixSource) -> None:
+        """``tokens`` of the prompt were not computed: their KV came from ``source``."""
 
     def token(self, piece: bytes, finish_reason: FinishReason | None) -> bool:
         """One sampled token's bytes; True when the request is done (a stop string, say)."""
@@ -101,20 +145,31 @@ class Emit(Protocol):
         """True once the request was aborted: its sequence is freed before the next step."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sequence:
     """One request's place in the context."""
 
-    seq_id: int
+    slot: Slot
     prompt: list[int]
     options: SamplingOptions
     emit: Emit
     sampler: Any | None  # None: greedy (temperature 0), see LlamaEngine._greedy
+    placement: Placement
     prefilled: int = 0
     n_past: int = 0
     last_token: int = -1
     generated: int = 0
     logits_index: int = -1
+    # Waiting for this running request to compute the prefix it will copy.
+    waiting_for: _Sequence | None = None
+    # A stream copy into this sequence is queued: llama.cpp runs it at the next decode.
+    copy_queued: bool = False
+    # Save the first this-many cells to the prefix store once they are in place.
+    snapshot_length: int = 0
+
+    @property
+    def seq_id(self) -> int:
+        return self.slot.seq_id
 
 
 @dataclass
@@ -127,7 +182,13 @@ class _Pending:
 class LlamaEngine:
     """A loaded GGUF model and its batched decode loop."""
 
-    def __init__(self, model_path: Path, config: EngineConfig) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        config: EngineConfig,
+        *,
+        open_prefix_store: OpenPrefixStore | None = None,
+    ) -> None:
         self._lib = _llama_cpp()
         self.config = config
         self._model: Any = None
@@ -136,12 +197,18 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Condition()
         self._pending: deque[_Pending] = deque()
-        # A min-heap: the lowest free id goes first (see _step for why order matters).
-        self._free_seq_ids = list(range(config.n_parallel))
+        self._slots = [Slot(seq_id) for seq_id in range(config.n_parallel)]
+        self._clock = 0  # ticks on every release: the slots' recency for eviction
         self._active: list[_Sequence] = []
         self._stopping = False
         self.failure: BaseException | None = None
+        self._store: PrefixStore | None = None
         self._load(model_path)
+        self.prefix_reuse = config.prefix_reuse and self._can_trim_sequences()
+        if self.prefix_reuse and open_prefix_store is not None:
+            self._store = open_prefix_store(self._kv_settings)
+            if self._store is not None:
+                self._restore_prefixes(self._store)
         self._thread = threading.Thread(target=self._loop, name="llamacpp-decode", daemon=True)
         self._thread.start()
 
@@ -165,8 +232,22 @@ class LlamaEngine:
         params.n_threads = config.n_threads
         params.n_threads_batch = config.n_threads
         # Split, not unified: each sequence owns n_ctx_per_seq cells, so a
-        # request that passed the context check can always be decoded.
+        # request that passed the context check can always be decoded, and
+        # attention reads only its own sequence's cells.
         params.kv_unified = False
+        # Flash attention off. On the CPU, llama.cpp picks its flash-attention
+        # kernel by the number of query rows per sequence in a ubatch: a tiled
+        # f32 kernel from 64 rows, below that a per-row kernel that rounds Q to
+        # f16 (ggml-cpu/ops.cpp, flash_attn_ext: `neq1 >= Q_TILE_SZ`,
+        # GGML_FA_TILE_Q = 64). So a token's KV depends on how its prompt was
+        # chunked, and reused cells (computed in other chunks, or decoded one
+        # at a time) differ from a fresh prefill's by up to 0.6 in the logits:
+        # enough to flip a greedy answer. Without it every row is computed
+        # alike whatever the batch (measured: logits bit-identical for any
+        # split), and decoding at a 1,000-token context was faster here (15.5
+        # against 23.1 ms a step, one sequence), prefill 10% slower
+        # (docs/benchmarks.md).
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.no_perf = True
         self._ctx = lib.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -177,6 +258,50 @@ class LlamaEngine:
             )
         self._memory = lib.llama_get_memory(self._ctx)
         self._batch = lib.llama_batch_init(config.n_batch, 0, 1)
+        self._kv_settings = KVSettings(
+            system_info=lib.llama_print_system_info().decode(errors="replace").strip(),
+            type_k=int(params.type_k),
+            type_v=int(params.type_v),
+            flash_attn_type=int(params.flash_attn_type),
+        )
+
+    def _can_trim_sequences(self) -> bool:
+        """Prefix reuse cuts a sequence back to its matching prefix: recurrent and
+        hybrid models cannot drop part of a sequence, and a sliding-window cache
+        has forgotten the start of a long one."""
+        lib = self._lib
+        model = self._model
+        if lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model):
+            logger.info("prefix reuse off: this model's memory is recurrent")
+            return False
+        if lib.llama_model_n_swa(model) > 0:
+            logger.info("prefix reuse off: this model uses sliding-window attention")
+            return False
+        return True
+
+    def _restore_prefixes(self, store: PrefixStore) -> None:
+        """Load the most recently used saved prefixes into empty sequences (before ready)."""
+        lib = self._lib
+        n_stream = self.config.n_parallel
+        for slot, prefix in zip(self._slots, store.load_recent(len(self._slots)), strict=False):
+            if len(prefix.tokens) >= self.n_ctx_per_seq:
+                store.report(REJECTED)
+                continue
+            payload = state_payload(prefix.block, n_stream)
+            buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+            read = lib.llama_state_seq_set_data(self._ctx, buffer, len(payload), slot.seq_id)
+            positions = int(lib.llama_memory_seq_pos_max(self._memory, slot.seq_id)) + 1
+            if read != len(payload) or positions != len(prefix.tokens):
+                # llama.cpp refused it (its own checks: layer count, types, sizes).
+                lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                logger.warning("prefix cache: llama.cpp refused %s", prefix.path)
+                store.report(REJECTED)
+                continue
+            slot.tokens = list(prefix.tokens)
+            slot.from_disk = len(prefix.tokens)
+            store.touch(prefix)
+            store.report(RESTORED)
+            logger.info("prefix cache: restored a %d-token prefix", len(prefix.tokens))
 
     @property
     def n_ctx_per_seq(self) -> int:
@@ -248,6 +373,8 @@ class LlamaEngine:
             self._stopping = True
             self._lock.notify()
         self._thread.join()
+        if self._store is not None:
+            self._store.close()  # queued prefix files are written before the process exits
         lib = self._lib
         for sequence in self._active:
             self._free_sampler(sequence)
@@ -271,33 +398,127 @@ class LlamaEngine:
                     self._lock.wait()
                 if self._stopping:
                     return
-                self._admit()
-            self._drop_cancelled()
-            if not self._active:
-                continue
+                admitted = self._admit()
             try:
+                for sequence in admitted:
+                    self._start(sequence)
+                self._drop_cancelled()
+                if not self._active:
+                    continue
                 self._step()
             except Exception as exc:  # the context's state is unknown now: the engine is dead
                 logger.exception("llama.cpp decode failed")
                 self._fail(exc)
 
-    def _admit(self) -> None:
-        """Give waiting requests free sequence ids, in arrival order (lock held)."""
-        while self._pending and self._free_seq_ids:
-            request = self._pending.popleft()
+    def _admit(self) -> list[_Sequence]:
+        """Place waiting requests on free sequences, in arrival order (lock held)."""
+        admitted: list[_Sequence] = []
+        while self._pending:
+            request = self._pending[0]
             if request.emit.cancelled():
+                self._pending.popleft()
                 continue
-            seq_id = heapq.heappop(self._free_seq_ids)
-            self._active.append(
-                _Sequence(
-                    seq_id=seq_id,
-                    prompt=request.prompt,
-                    options=request.options,
-                    emit=request.emit,
-                    sampler=self._new_sampler(request.options),
-                )
+            placement = place(request.prompt, self._slots, reuse_enabled=self.prefix_reuse)
+            if placement is None:
+                break  # every sequence is running
+            self._pending.popleft()
+            slot = self._slots[placement.seq_id]
+            slot.running_prompt = request.prompt
+            slot.waiting = placement.wait
+            sequence = _Sequence(
+                slot=slot,
+                prompt=request.prompt,
+                options=request.options,
+                emit=request.emit,
+                sampler=self._new_sampler(request.options),
+                placement=placement,
             )
+            self._active.append(sequence)
+            admitted.append(sequence)
             request.emit.started()
+        return admitted
+
+    def _start(self, sequence: _Sequence) -> None:
+        """Bring the placed request's prefix into its sequence, or arrange to wait for it."""
+        placement = sequence.placement
+        if placement.wait and placement.copy_from is not None:
+            source = self._running_on(placement.copy_from)
+            if source is not None:
+                sequence.waiting_for = source
+                return
+        copy_from = None if placement.copy_from is None else self._slots[placement.copy_from]
+        self._take_prefix(sequence, copy_from, placement.reuse)
+
+    def _running_on(self, seq_id: int) -> _Sequence | None:
+        return next((s for s in self._active if s.seq_id == seq_id), None)
+
+    def _take_prefix(self, sequence: _Sequence, source: Slot | None, reuse: int) -> None:
+        """Make the sequence's cells hold exactly the first ``reuse`` prompt tokens:
+        cut its own cells back (``source`` None or its own slot) or copy ``source``'s."""
+        lib = self._lib
+        slot = sequence.slot
+        copied = source is not None and source is not slot
+        if copied:
+            assert source is not None
+            # Across split streams llama.cpp copies the whole stream; the copy
+            # itself runs at the start of the next llama_decode, before that
+            # decode writes any cell.
+            lib.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)
+            slot.tokens = source.tokens[:reuse]
+            slot.from_disk = min(source.from_disk, reuse)
+            sequence.copy_queued = True
+        else:
+            del slot.tokens[reuse:]
+            slot.from_disk = min(slot.from_disk, reuse)
+        lib.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1)
+        slot.waiting = False
+        sequence.waiting_for = None
+        sequence.prefilled = sequence.n_past = reuse
+        if reuse == 0:
+            return
+        donor = source if source is not None else slot
+        sequence.emit.reused(reuse, donor.source_of(reuse, copied=copied))
+        shared = sequence.placement.shared_with is not None and reuse >= PERSIST_MIN_TOKENS
+        if shared and self._store is not None and self._store.wants(sequence.prompt[:reuse]):
+            sequence.snapshot_length = reuse
+
+    def _resolve_waits(self) -> None:
+        """Copy the prefix a waiting request waits for, once computed (or once it never will be)."""
+        for sequence in self._active:
+            source = sequence.waiting_for
+            if source is None:
+                continue
+            wanted = sequence.placement.reuse
+            ready = common_prefix_length(source.slot.tokens, sequence.prompt, wanted)
+            if ready >= wanted:
+                self._take_prefix(sequence, source.slot, wanted)
+            elif source not in self._active:
+                # It left before computing all of it: take what there is, if worth a copy.
+                if ready >= COPY_MIN_TOKENS:
+                    self._take_prefix(sequence, source.slot, ready)
+                else:
+                    self._take_prefix(sequence, None, 0)
+
+    def _take_snapshots(self) -> None:
+        """Save shared prefixes whose cells are in place (a queued copy has run)."""
+        assert self._store is not None
+        lib = self._lib
+        for sequence in self._active:
+            length = sequence.snapshot_length
+            if not length or sequence.copy_queued or sequence.prefilled != length:
+                continue
+            sequence.snapshot_length = 0
+            seq_id = sequence.seq_id
+            size = int(lib.llama_state_seq_get_size(self._ctx, seq_id))
+            buffer = (ctypes.c_uint8 * size)()
+            written = int(lib.llama_state_seq_get_data(self._ctx, buffer, size, seq_id))
+            block = state_block(bytes(buffer)[:written], seq_id) if written else None
+            if block is None:
+                logger.info(
+                    "prefix cache: this model's KV state has no single-stream form; not saved"
+                )
+                continue
+            self._store.save(sequence.prompt[:length], block)
 
     def _new_sampler(self, options: SamplingOptions) -> Any | None:
         if options.temperature == 0.0:
@@ -314,12 +535,19 @@ class LlamaEngine:
         return chain
 
     def _release(self, sequence: _Sequence) -> None:
-        lib = self._lib
-        lib.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
+        """The request is over: its sequence's cells stay, for the next matching prompt."""
+        slot = sequence.slot
+        if not self.prefix_reuse:
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            slot.tokens.clear()
         self._free_sampler(sequence)
         self._active.remove(sequence)
+        self._clock += 1
         with self._lock:
-            heapq.heappush(self._free_seq_ids, sequence.seq_id)
+            slot.running_prompt = None
+            slot.waiting = False
+            slot.prompt_length = len(sequence.prompt)
+            slot.last_used = self._clock
 
     def _free_sampler(self, sequence: _Sequence) -> None:
         if sequence.sampler is not None:
@@ -332,6 +560,9 @@ class LlamaEngine:
 
     def _step(self) -> None:
         """One llama_decode over every active sequence; then sample and deliver."""
+        self._resolve_waits()
+        if self._store is not None:
+            self._take_snapshots()
         batch = self._batch
         count = 0
         # In ascending sequence id: llama.cpp reuses the previous step's compute
@@ -343,19 +574,17 @@ class LlamaEngine:
         )
         for sequence in decoding:
             self._add(batch, count, sequence.last_token, sequence.n_past, sequence.seq_id, True)
+            sequence.slot.tokens.append(sequence.last_token)
             sequence.n_past += 1
             sequence.logits_index = count
             count += 1
         budget = self.config.n_batch - count
         if decoding:
             budget = min(budget, PROMPT_CHUNK_WHILE_DECODING)
-        for sequence in self._active:
+        for sequence in self._prefilling(count):
             if budget <= 0:
                 break
-            remaining = len(sequence.prompt) - sequence.prefilled
-            if remaining == 0:
-                continue
-            take = min(budget, remaining)
+            take = min(budget, len(sequence.prompt) - sequence.prefilled)
             start = sequence.prefilled
             for offset in range(take):
                 position = start + offset
@@ -364,13 +593,18 @@ class LlamaEngine:
                 if last:
                     sequence.logits_index = count
                 count += 1
+            sequence.slot.tokens += sequence.prompt[start : start + take]
             sequence.prefilled += take
             sequence.n_past = sequence.prefilled
             budget -= take
+        if count == 0:
+            return  # every request is waiting for another's prefix
         batch.n_tokens = count
         status = self._lib.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
+        for sequence in self._active:
+            sequence.copy_queued = False  # this decode ran the queued copies first
         for sequence in list(self._active):
             if sequence.logits_index < 0:
                 continue
@@ -381,6 +615,22 @@ class LlamaEngine:
                 token = self._lib.llama_sampler_sample(sequence.sampler, self._ctx, index)
             if self._deliver(sequence, token):
                 self._release(sequence)
+
+    def _prefilling(self, decoding: int) -> list[_Sequence]:
+        """Requests with prompt left to compute this step, in arrival order.
+
+        One whose shared prefix is still being copied in waits a step, so that
+        its cells hold exactly that prefix when it is saved, unless nothing
+        else would run this step (then the save is skipped).
+        """
+        ready = [s for s in self._active if s.waiting_for is None and s.prefilled < len(s.prompt)]
+        holding = [s for s in ready if s.snapshot_length and s.copy_queued]
+        running = [s for s in ready if s not in holding]
+        if holding and not running and decoding == 0:
+            for sequence in holding:
+                sequence.snapshot_length = 0
+            return ready
+        return running
 
     def _greedy(self, index: int) -> int:
         """The most likely token of batch position ``index``.

@@ -11,10 +11,15 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from predictor.backends.base import Backend, BackendKind
 from predictor.backends.select import ModelLocation, choose_backend, locate_model
+from predictor.cache.config import default_cache_dir
 from predictor.settings import Settings
+
+if TYPE_CHECKING:
+    from predictor.backends.llamacpp import PrefixCacheSettings
 
 logger = logging.getLogger(__name__)
 
@@ -74,4 +79,21 @@ def _create(kind: BackendKind, location: ModelLocation, settings: Settings, name
         n_parallel=settings.max_running_requests,
         metadata=location.metadata,
         chat_template=location.chat_template,
+        prefix_cache=_prefix_cache(settings, name),
+    )
+
+
+def _prefix_cache(settings: Settings, name: str) -> PrefixCacheSettings | None:
+    from predictor.backends.llamacpp import PrefixCacheSettings
+    from predictor.metrics import record_prefix_file
+
+    if not settings.prefix_cache:
+        return None
+    directory = (
+        settings.prefix_cache_dir or (settings.cache_dir or default_cache_dir()) / "prefixes"
+    )
+    return PrefixCacheSettings(
+        directory=directory,
+        max_bytes=int(settings.prefix_cache_max_bytes),
+        on_file_event=lambda result: record_prefix_file(name, result),
     )
