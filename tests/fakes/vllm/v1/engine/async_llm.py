@@ -11,9 +11,11 @@ weights.
 
 The "model" answers with words picked from the prompt's token ids (greedy,
 ``temperature == 0``) or from a generator seeded by ``seed``, one byte per
-token, and ends with EOS after ``REPLY_WORDS`` words. Test hooks: ``created``
-(every engine built), ``kill()``, ``step_delay``, ``abort_calls``, ``requests``
-and ``finished``.
+token, and ends with EOS after ``REPLY_WORDS`` words. Its tokenizer
+(``FakeTokenizer``) is byte-level with special tokens, and honours
+``split_special_tokens`` as a Hugging Face fast tokenizer does. Test hooks:
+``created`` (every engine built), ``kill()``, ``step_delay``, ``abort_calls``,
+``requests`` and ``finished``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.outputs import CompletionOutput, RequestOutput
@@ -33,27 +39,101 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 PAD, BOS, EOS = 0, 1, 2
 BYTE_OFFSET = 3  # byte b is token b + 3
+# Added tokens after the 256 byte tokens: ChatML's turn markers, and one added
+# token not marked special (ordinary vocabulary to transformers).
+IM_START, IM_END, THINK = 259, 260, 261
 WORDS = (
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
     "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
 )  # fmt: skip
 REPLY_WORDS = 12
-CHAT_TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
+# The model's own template: plain-text role markers, and the role check HF
+# templates make with raise_exception().
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role not in ('system', 'user', 'assistant') %}"
+    "{{ raise_exception('unsupported role ' ~ m.role) }}{% endif %}"
+    "<|{{ m.role }}|>{{ m.content }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+# ChatML, whose turn markers are special tokens (Qwen, SmolLM2).
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    """``tokenizers.AddedToken``, the two fields that matter here."""
+
+    content: str
+    special: bool = True
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
 
 
 class FakeTokenizer:
-    """Byte-level: ids 0-2 are PAD, BOS and EOS, byte ``b`` is ``b + 3``."""
+    """Byte-level: ids 0-2 are PAD, BOS and EOS, byte ``b`` is ``b + 3``, then added tokens.
+
+    Text is split on the added tokens first, as a Hugging Face fast tokenizer
+    does; ``split_special_tokens=True`` leaves the special ones as text (the
+    ``encode_special_tokens`` flag of tokenizers' ``AddedVocabulary``).
+    ``all_special_ids`` lists only the named special tokens, as in transformers:
+    ``<|im_start|>`` and ``<|im_end|>`` are in ``added_tokens_decoder`` alone (as
+    ``<|im_end|>`` is in SmolLM2's tokenizer built from its GGUF).
+    """
 
     bos_token_id = BOS
     eos_token_id = EOS
-    chat_template = CHAT_TEMPLATE
+    pad_token_id = PAD
+    unk_token_id = None
+    added_tokens_decoder: ClassVar[dict[int, AddedToken]] = {
+        PAD: AddedToken("<pad>"),
+        BOS: AddedToken("<s>"),
+        EOS: AddedToken("</s>"),
+        IM_START: AddedToken("<|im_start|>"),
+        IM_END: AddedToken("<|im_end|>"),
+        THINK: AddedToken("<think>", special=False),
+    }
+    special_tokens_map: ClassVar[dict[str, str]] = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+    }
+    all_special_ids: ClassVar[list[int]] = [BOS, EOS, PAD]
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [b + BYTE_OFFSET for b in text.encode("utf-8")]
-        return [BOS, *ids] if add_special_tokens else ids
+    def __init__(self) -> None:
+        self.chat_template: str | None = CHAT_TEMPLATE
+        self._ids = {token.content: index for index, token in self.added_tokens_decoder.items()}
+        self._all_added = _alternation(self._ids)
+        self._not_special = _alternation(
+            token.content for token in self.added_tokens_decoder.values() if not token.special
+        )
+
+    def encode(
+        self, text: str, add_special_tokens: bool = True, split_special_tokens: bool = False
+    ) -> list[int]:
+        pattern = self._not_special if split_special_tokens else self._all_added
+        ids = [BOS] if add_special_tokens else []
+        position = 0
+        for match in pattern.finditer(text):
+            ids += _bytes(text[position : match.start()])
+            ids.append(self._ids[match.group()])
+            position = match.end()
+        return ids + _bytes(text[position:])
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
-        data = bytes(i - BYTE_OFFSET for i in ids if i >= BYTE_OFFSET)
+        data = bytearray()
+        for index in ids:
+            token = self.added_tokens_decoder.get(index)
+            if token is None:
+                data.append(index - BYTE_OFFSET)
+            elif not (token.special and skip_special_tokens):
+                data += token.content.encode()
         return data.decode("utf-8", errors="replace")
 
     def apply_chat_template(
@@ -63,16 +143,32 @@ class FakeTokenizer:
         add_generation_prompt: bool = False,
         **kwargs: Any,
     ) -> str | list[int]:
-        roles = [m["role"] for m in messages]
-        if any(role not in ("system", "user", "assistant") for role in roles):
-            # What HF templates do through raise_exception().
-            from jinja2 import TemplateError
-
-            raise TemplateError(f"unsupported role in {roles}")
-        text = "".join(f"<|{m['role']}|>{m['content']}\n" for m in messages)
-        if add_generation_prompt:
-            text += "<|assistant|>"
+        """Renders ``chat_template`` the way transformers does: Jinja's immutable sandbox,
+        ``trim_blocks`` and ``lstrip_blocks``, ``raise_exception`` and the special tokens."""
+        if not self.chat_template:
+            raise ValueError(
+                "Cannot use chat template functions because tokenizer.chat_template is not set"
+            )
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.globals["raise_exception"] = _raise_exception
+        text = environment.from_string(self.chat_template).render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            **self.special_tokens_map,
+            **kwargs,
+        )
         return self.encode(text, add_special_tokens=False) if tokenize else text
+
+
+def _alternation(tokens: Iterable[str]) -> re.Pattern[str]:
+    # Longest first: at one position the longest added token wins, as in
+    # tokenizers' leftmost-longest matching.
+    ordered = sorted(tokens, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered)) or "(?!)")
+
+
+def _bytes(text: str) -> list[int]:
+    return [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
 
 class TorchDtype:
