@@ -154,6 +154,12 @@ class VllmBackend:
             enforce_eager=self._enforce_eager,
             dtype=self._dtype,
             max_num_seqs=self._max_num_seqs,
+            # Reuse the KV of a prompt prefix another request computed (full
+            # blocks, 16 tokens on CUDA). vLLM's V1 engine turns this on when it
+            # is left None (EngineArgs._set_default_args, vllm/engine/arg_utils.py
+            # at v0.11.0); set explicitly so a change of default cannot turn it
+            # off unseen. Hits come back as RequestOutput.num_cached_tokens.
+            enable_prefix_caching=True,
             # A model directory is untrusted input: no Python from the model
             # repository, and (with check_model_dir) no pickle weights.
             trust_remote_code=False,
@@ -345,6 +351,7 @@ class VllmBackend:
         if on_start is not None:
             on_start()
         finished = False
+        first = True
         try:
             async for output in stream:
                 completion = output.outputs[0]
@@ -353,10 +360,18 @@ class VllmBackend:
                     finished = True
                     finish = _finish_reason(completion.finish_reason or "stop", request_id)
                 if completion.text or completion.token_ids or finish is not None:
+                    # Every output of a request carries the same count: the
+                    # prompt tokens its first scheduling found in the prefix
+                    # cache (Scheduler.schedule, vllm/v1/core/sched/scheduler.py
+                    # at v0.11.0). kzero reports it once, on the first chunk.
+                    cached = (output.num_cached_tokens or 0) if first else 0
+                    first = False
                     yield GenerationChunk(
                         text=completion.text,
                         num_tokens=len(completion.token_ids),
                         finish_reason=finish,
+                        cached_tokens=cached,
+                        cache_source="memory" if cached > 0 else None,
                     )
                 if finished and finish is None:
                     raise RequestAborted(request_id)

@@ -7,7 +7,8 @@ FINAL_ONLY output kinds and the model length; and ``abort()``,
 ``check_health()``, ``errored`` and ``shutdown()``. It loads like vLLM too: it
 needs ``config.json``, refuses ``auto_map`` models without
 ``trust_remote_code`` and, with ``load_format="safetensors"``, loads no pickle
-weights.
+weights. Its prefix cache keeps full blocks of computed token ids and reports
+hits in ``num_cached_tokens``, as vLLM's does (``PrefixCache``).
 
 The "model" answers with words picked from the prompt's token ids (greedy,
 ``temperature == 0``) or from a generator seeded by ``seed``, one byte per
@@ -15,16 +16,17 @@ token, and ends with EOS after ``REPLY_WORDS`` words. Its tokenizer
 (``FakeTokenizer``) is byte-level with special tokens, and honours
 ``split_special_tokens`` as a Hugging Face fast tokenizer does. Test hooks:
 ``created`` (every engine built), ``kill()``, ``step_delay``, ``abort_calls``,
-``requests`` and ``finished``.
+``requests``, ``finished`` and ``prefix_cache``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import re
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -171,6 +173,47 @@ def _bytes(text: str) -> list[int]:
     return [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
 
+class PrefixCache:
+    """vLLM's automatic prefix caching, as a request sees it.
+
+    KV is kept per full block of ``block_size`` token ids and found again by a
+    hash chained over the block and every block before it
+    (``hash_block_tokens`` in vllm/v1/core/kv_cache_utils.py at v0.11.0), so a
+    block is reused only after the very same prefix. A prompt reuses its
+    longest run of cached blocks from the start, but never all of it: vLLM
+    recomputes the last prompt token for its logits, so at most ``len - 1``
+    tokens (``KVCacheManager.get_computed_blocks``), in whole blocks. Nothing is
+    evicted here; vLLM evicts least recently used free blocks when memory runs
+    out.
+    """
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self._blocks: set[bytes] = set()
+
+    def _hashes(self, token_ids: Sequence[int], limit: int) -> list[bytes]:
+        hashes: list[bytes] = []
+        parent = b""
+        for end in range(self.block_size, limit + 1, self.block_size):
+            block = token_ids[end - self.block_size : end]
+            parent = hashlib.sha256(parent + repr(tuple(block)).encode()).digest()
+            hashes.append(parent)
+        return hashes
+
+    def lookup(self, prompt_ids: Sequence[int]) -> int:
+        """Prompt tokens whose KV is cached: whole blocks, at most all but the last token."""
+        cached = 0
+        for block_hash in self._hashes(prompt_ids, len(prompt_ids) - 1):
+            if block_hash not in self._blocks:
+                break
+            cached += self.block_size
+        return cached
+
+    def insert(self, computed_ids: Sequence[int]) -> None:
+        """Keep the full blocks of tokens whose KV has been computed."""
+        self._blocks.update(self._hashes(computed_ids, len(computed_ids)))
+
+
 class TorchDtype:
     """Prints like ``torch.bfloat16``, which is all kzero reads of a dtype."""
 
@@ -220,6 +263,12 @@ class AsyncLLM:
         self.model_config = model_config
         self.created_on_loop = _loop_running()
         self.tokenizer = FakeTokenizer()
+        # vLLM turns prefix caching on unless told not to (EngineArgs).
+        self.prefix_cache = (
+            PrefixCache(engine_args.block_size or 16)
+            if engine_args.enable_prefix_caching is not False
+            else None
+        )
         self.step_delay = 0.0
         self.requests: dict[str, RequestRecord] = {}
         self.finished: dict[str, FinishedRecord] = {}
@@ -316,8 +365,14 @@ class AsyncLLM:
         params = sampling_params
         self.requests[request_id] = RequestRecord(prompt_ids, params)
         self._running.add(request_id)
+        cached = 0
+        if self.prefix_cache is not None:
+            # The prefill: what the cache holds is reused, the rest computed
+            # and cached for the requests that follow.
+            cached = self.prefix_cache.lookup(prompt_ids)
+            self.prefix_cache.insert(prompt_ids)
         try:
-            async for output in self._decode(request_id, prompt_ids, params):
+            async for output in self._decode(request_id, prompt_ids, params, cached):
                 yield output
         except (asyncio.CancelledError, GeneratorExit):
             await self.abort(request_id, internal=True)
@@ -327,7 +382,7 @@ class AsyncLLM:
             self._abort_pending.discard(request_id)
 
     async def _decode(
-        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, cached: int
     ) -> AsyncGenerator[RequestOutput, None]:
         planned = reply_tokens(prompt_ids, params)
         room = self.model_config.max_model_len - len(prompt_ids)
@@ -369,8 +424,18 @@ class AsyncLLM:
             else:
                 continue
             sent_text, sent_ids = len(visible), len(generated)
+            if finish is not None and self.prefix_cache is not None:
+                # Generated tokens fill blocks too; the last one's KV is never
+                # computed (no step follows it).
+                self.prefix_cache.insert(prompt_ids + generated[:-1])
             completion = CompletionOutput(0, out_text, out_ids, finish_reason=finish)
-            yield RequestOutput(request_id, prompt_ids, [completion], finished=finish is not None)
+            yield RequestOutput(
+                request_id,
+                prompt_ids,
+                [completion],
+                finished=finish is not None,
+                num_cached_tokens=cached,
+            )
             if finish is not None:
                 return
 
