@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import TemplateError
@@ -96,38 +97,8 @@ class ChatTemplate:
         return bound
 
     def render_parts(self, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
-        """The prompt as (text, is_message_content) parts, in order.
-
-        The template renders twice: as is, and with a marker (carrying a random
-        nonce, so content cannot imitate one) in place of each message's
-        content. The markers show what the template wrote (its own control
-        tokens) apart from what a client sent, which must never be read as
-        control tokens. The parts are returned only if putting the contents
-        back gives exactly the first rendering; a template whose output depends
-        on the contents (a filter, a branch on a content's text) gives an empty
-        list instead, and the caller decides.
-        """
-        text = self.render(messages)
-        nonce = secrets.token_hex(8)
-        masked = [
-            {**message, "content": f"\x00{nonce}:{index}\x00"}
-            for index, message in enumerate(messages)
-        ]
-        masked_text = self.render(masked)
-        parts: list[tuple[str, bool]] = []
-        position = 0
-        for match in _MARKER.finditer(masked_text):
-            if match.group(1) != nonce:
-                continue  # content that looks like a marker is content: the nonce tells
-            if match.start() > position:
-                parts.append((masked_text[position : match.start()], False))
-            parts.append((messages[int(match.group(2))]["content"], True))
-            position = match.end()
-        if position < len(masked_text):
-            parts.append((masked_text[position:], False))
-        if "".join(piece for piece, _ in parts) != text:
-            return []
-        return parts
+        """The prompt as (text, is_message_content) parts, in order (see ``render_parts_with``)."""
+        return render_parts_with(self.render, messages)
 
     def render(self, messages: list[dict[str, str]], **extra: Any) -> str:
         """The prompt text for ``messages``, ending with the assistant's turn opener."""
@@ -143,3 +114,40 @@ class ChatTemplate:
             raise
         except _RENDER_ERRORS as exc:
             raise ChatTemplateError(f"chat template failed: {exc}") from exc
+
+
+def render_parts_with(
+    render: Callable[[list[dict[str, str]]], str], messages: list[dict[str, str]]
+) -> list[tuple[str, bool]]:
+    """The prompt ``render`` makes of ``messages``, as (text, is_message_content) parts, in order.
+
+    ``render`` is a chat template's rendering: ``ChatTemplate.render`` here, the
+    Hugging Face tokenizer's ``apply_chat_template`` in the vLLM backend. It
+    runs twice: as is, and with a marker (carrying a random nonce, so content
+    cannot imitate one) in place of each message's content. The markers show
+    what the template wrote (its own control tokens) apart from what a client
+    sent, which must never be read as control tokens. The parts are returned
+    only if putting the contents back gives exactly the first rendering; a
+    template whose output depends on the contents (a filter, a branch on a
+    content's text) gives an empty list instead, and the caller decides.
+    """
+    text = render(messages)
+    nonce = secrets.token_hex(8)
+    masked = [
+        {**message, "content": f"\x00{nonce}:{index}\x00"} for index, message in enumerate(messages)
+    ]
+    masked_text = render(masked)
+    parts: list[tuple[str, bool]] = []
+    position = 0
+    for match in _MARKER.finditer(masked_text):
+        if match.group(1) != nonce:
+            continue  # content that looks like a marker is content: the nonce tells
+        if match.start() > position:
+            parts.append((masked_text[position : match.start()], False))
+        parts.append((messages[int(match.group(2))]["content"], True))
+        position = match.end()
+    if position < len(masked_text):
+        parts.append((masked_text[position:], False))
+    if "".join(piece for piece, _ in parts) != text:
+        return []
+    return parts

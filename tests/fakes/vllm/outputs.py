@@ -20,3 +20,6 @@ class RequestOutput:
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
     finished: bool
+    # Prompt tokens found in the prefix cache; the same on every output of a
+    # request (vllm/outputs.py and v1/engine/output_processor.py at v0.11.0).
+    num_cached_tokens: int | None = None

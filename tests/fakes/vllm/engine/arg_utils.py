@@ -19,3 +19,8 @@ class AsyncEngineArgs:
     gpu_memory_utilization: float = 0.90
     enforce_eager: bool = False
     max_num_seqs: int | None = None
+    # None as in vLLM: the V1 engine then turns prefix caching on for generating
+    # models (EngineArgs._set_default_args) and the CUDA platform picks 16-token
+    # blocks (vllm/platforms/cuda.py), both at v0.11.0.
+    enable_prefix_caching: bool | None = None
+    block_size: int | None = None
