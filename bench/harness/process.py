@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,19 +154,37 @@ class PredictorProcess(ServerProcess):
         name: str = "predictor",
     ) -> None:
         port = free_port()
+        self._prefix_dir = _own_prefix_cache(args)
+        own = ["--prefix_cache_dir", str(self._prefix_dir)] if self._prefix_dir else []
         command = [
             *(script or [sys.executable, "-m", "predictor"]),
             "--http_port",
             str(port),
+            *own,
             *args,
         ]
         super().__init__(name, command, port, env)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._prefix_dir is not None:
+            shutil.rmtree(self._prefix_dir, ignore_errors=True)
 
     def wait_ready(
         self, model_name: str, timeout_s: float = READY_TIMEOUT_S, poll_s: float = READY_POLL_S
     ) -> None:
         """Until the model's own readiness (KServe's ``/v1/models/<name>``) answers 200."""
         self.wait_for_200(f"/v1/models/{model_name}", timeout_s, poll_s)
+
+
+def _own_prefix_cache(args: Sequence[str]) -> Path | None:
+    """A fresh prefix cache directory, like a pod's first start on an empty volume,
+    unless ``args`` choose one: prefixes one server saved never leak into another's
+    figures, and nothing is written under the user's own cache."""
+    chosen = ("--prefix_cache_dir", "--prefix-cache-dir", "--cache_dir", "--cache-dir")
+    if any(arg.split("=", 1)[0] in chosen for arg in args):
+        return None
+    return Path(tempfile.mkdtemp(prefix="kzero-prefixes-"))
 
 
 @contextlib.contextmanager

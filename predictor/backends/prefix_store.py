@@ -34,6 +34,7 @@ import logging
 import os
 import queue
 import struct
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -331,11 +332,16 @@ class PrefixStore:
 
 
 def _ensure_writable(directory: Path) -> bool:
+    """True when files can be created in ``directory`` (made if missing).
+
+    Probed by creating one: ``os.access`` says yes to root on a read-only mount.
+    """
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            return True
     except OSError:
-        return False  # a read-only mount without the directory: nothing to read either
-    return os.access(directory, os.W_OK)
+        return False  # a read-only mount: only read
 
 
 def _mtime(path: Path) -> float:
