@@ -1,0 +1,176 @@
+"""Prefix reuse on the real model: the same answers, token for token, as without it.
+
+A reused prefix must never change an answer, and must never be another
+conversation's: llama-server's host-RAM prompt cache has an open report
+(llama.cpp#27148) of an unrelated conversation restored into a new request
+under concurrent load, invisible to clients because ``cached_tokens`` read 0.
+So every answer here is checked against the same conversation run alone on an
+engine without reuse, with many concurrent conversations whose prompts differ
+by a word at the end, in the middle or near the start of a long shared prefix.
+And after every run, each sequence's KV cells are checked to hold exactly as
+many positions as the engine believes it has tokens for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import pytest
+
+from bench.harness.metrics import scrape, value
+from bench.harness.process import PredictorProcess
+from predictor.backends.base import SamplingOptions
+from predictor.backends.llamacpp import LlamaCppBackend, PrefixCacheSettings
+from predictor.default_model import default_model_path
+
+pytestmark = pytest.mark.integration
+
+MAX_TOKENS = 16
+GREEDY = SamplingOptions(max_tokens=MAX_TOKENS, temperature=0.0)
+POLICY = (
+    "You are the support assistant of Northwind Printers. Answer in two sentences at most. "
+    "Never promise refunds; point customers to the returns page instead. Printers covered: "
+    "the LX-100 inkjet, the LX-200 laser and the LX-300 office multifunction device. "
+    "Warranty is two years from the date of purchase for every model. "
+) * 6
+
+
+def system_prompt(variant: int) -> str:
+    """Near-identical system prompts: one word differs, at the end, the middle or the start."""
+    words = POLICY.split()
+    where = [len(words), len(words) // 2, 3][variant % 3]
+    return " ".join([*words[:where], f"Region-{variant}.", *words[where:]])
+
+
+def chat(variant: int, question: int) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": system_prompt(variant)},
+        {"role": "user", "content": f"Question {question}: how do I clean the LX-{variant}00?"},
+    ]
+
+
+async def load(*, reuse: bool, parallel: int = 4) -> LlamaCppBackend:
+    backend = LlamaCppBackend(
+        default_model_path(),
+        n_ctx=1024,
+        n_threads=None,
+        n_batch=512,
+        n_parallel=parallel,
+        prefix_cache=PrefixCacheSettings() if reuse else None,
+    )
+    await backend.load()
+    return backend
+
+
+async def answer(
+    backend: LlamaCppBackend, request_id: str, messages: list[dict[str, str]]
+) -> tuple[str, int]:
+    """The greedy answer and the prompt tokens the engine reported reused."""
+    prompt = backend.render_chat(messages)
+    text: list[str] = []
+    cached = 0
+    async for chunk in backend.generate(request_id, prompt, GREEDY):
+        cached += chunk.cached_tokens
+        text.append(chunk.text)
+    assert cached < len(prompt.token_ids)
+    return "".join(text), cached
+
+
+def assert_cells_match_bookkeeping(backend: LlamaCppBackend) -> None:
+    engine = backend._engine
+    assert engine is not None
+    lib, memory = engine._lib, engine._memory
+    for slot in engine._slots:
+        positions = int(lib.llama_memory_seq_pos_max(memory, slot.seq_id)) + 1
+        assert positions == len(slot.tokens), (slot.seq_id, positions, len(slot.tokens))
+
+
+async def multi_turn(backend: LlamaCppBackend, variant: int, turns: int) -> list[tuple[str, int]]:
+    messages = [chat(variant, 0)[0]]
+    results = []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"Turn {turn}: is the LX-{variant}00 noisy?"})
+        text, cached = await answer(backend, f"c{variant}t{turn}", messages)
+        results.append((text, cached))
+        messages.append({"role": "assistant", "content": text})
+    return results
+
+
+async def test_multi_turn_chats_answer_exactly_as_without_reuse_and_report_the_reuse():
+    plain = await load(reuse=False)
+    reusing = await load(reuse=True)
+    try:
+        for variant in range(3):
+            expected = await multi_turn(plain, variant, turns=3)
+            got = await multi_turn(reusing, variant, turns=3)
+            assert [text for text, _ in got] == [text for text, _ in expected]
+            assert all(cached == 0 for _, cached in expected)
+            # Later turns reuse the earlier turns; later conversations the shared words.
+            assert all(cached > 0 for _, cached in got[1:]), got
+        assert_cells_match_bookkeeping(reusing)
+    finally:
+        await plain.shutdown()
+        await reusing.shutdown()
+
+
+async def test_concurrent_near_identical_prefixes_never_mix_conversations():
+    plain = await load(reuse=False)
+    reusing = await load(reuse=True)
+    requests = [(variant, question) for variant in range(6) for question in range(2)]
+    try:
+        alone = {key: (await answer(plain, f"a{key}", chat(*key)))[0] for key in requests}
+        order = random.Random(7).sample(requests, len(requests))
+
+        async def staggered(index: int, key: tuple[int, int]) -> tuple[str, int]:
+            await asyncio.sleep(0.05 * index)  # join while others prefill and decode
+            return await answer(reusing, f"r{key}", chat(*key))
+
+        together = await asyncio.gather(*(staggered(i, key) for i, key in enumerate(order)))
+        for key, (text, _) in zip(order, together, strict=True):
+            assert text == alone[key], key
+        assert sum(cached for _, cached in together) > 0
+        assert_cells_match_bookkeeping(reusing)
+    finally:
+        await plain.shutdown()
+        await reusing.shutdown()
+
+
+async def test_a_burst_sharing_a_prefix_prefills_it_once():
+    reusing = await load(reuse=True)
+    try:
+        results = await asyncio.gather(*(answer(reusing, f"b{q}", chat(0, q)) for q in range(4)))
+        reused = sorted(cached for _, cached in results)
+        # The first computes the shared prefix; the other three copy it.
+        assert reused[0] == 0 and all(cached > 200 for cached in reused[1:]), reused
+        assert_cells_match_bookkeeping(reusing)
+    finally:
+        await reusing.shutdown()
+
+
+def test_usage_and_counters_report_reused_tokens_over_http():
+    name = "prefixes"
+    with PredictorProcess(["--model_name", name]) as server:
+        server.wait_ready(name)
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            before = scrape(server.url)
+            usages = []
+            for question in range(3):
+                body = {"model": name, "messages": chat(1, question), "max_tokens": 8}
+                response = client.post("/v1/chat/completions", json=body)
+                assert response.status_code == 200, response.text
+                usages.append(response.json()["usage"])
+        after = scrape(server.url)
+
+    cached = [usage["prompt_tokens_details"]["cached_tokens"] for usage in usages]
+    assert cached[0] == 0 and cached[1] > 200 and cached[2] > 200, cached
+
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert delta("kzero_prompt_tokens_cached_total") == sum(cached)
+    # Only this process computed what it reused: nothing came from the (empty) volume.
+    assert delta("kzero_prompt_tokens_cached_total", source="disk") == 0
+    prompt = sum(usage["prompt_tokens"] for usage in usages)
+    assert delta("kzero_prompt_tokens_computed_total") == prompt - sum(cached)
