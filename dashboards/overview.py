@@ -192,6 +192,24 @@ def panels() -> list[tuple[str, list[cogbuilder.Builder[model.Panel]]]]:
                     [(q.RUNNING, "running {{model_name}}"), (q.WAITING, "waiting {{model_name}}")],
                     width=8,
                 ),
+                _series(
+                    "Prompt tokens: computed and reused",
+                    "suffix: tok/s",
+                    "Prompt tokens the engines prefilled, and those whose KV they reused from "
+                    "the prefix cache instead: memory (the request's own sequence), copy "
+                    "(another sequence), disk (restored from the volume at a cold start).",
+                    [
+                        (q.PROMPT_COMPUTED, "computed {{model_name}}"),
+                        (q.PROMPT_REUSED, "reused from {{source}} {{model_name}}"),
+                    ],
+                ),
+                _series(
+                    "Prefix reuse ratio",
+                    "percentunit",
+                    "Share of prompt tokens served from the prefix cache. A chat app with a long "
+                    "shared system prompt should sit high; near 0 means every prompt is new.",
+                    [(q.PREFIX_REUSE_RATIO, "{{model_name}}")],
+                ),
             ],
         ),
         (

@@ -21,6 +21,8 @@ CONTRACT = {
     "kzero_e2e_request_latency_seconds",
     "kzero_request_queue_seconds",
     "kzero_prompt_tokens",
+    "kzero_prompt_tokens_cached",
+    "kzero_prompt_tokens_computed",
     "kzero_generation_tokens",
     "kzero_requests",
     "kzero_requests_running",
@@ -28,9 +30,16 @@ CONTRACT = {
     "kzero_cold_start_seconds",
     "kzero_cache_lookups",
     "kzero_cache_download_bytes",
+    "kzero_prefix_cache_files",
     "kzero_backend_info",
 }
-COUNTERS = ("kzero_requests_total", "kzero_prompt_tokens_total", "kzero_generation_tokens_total")
+COUNTERS = (
+    "kzero_requests_total",
+    "kzero_prompt_tokens_total",
+    "kzero_prompt_tokens_cached_total",
+    "kzero_prompt_tokens_computed_total",
+    "kzero_generation_tokens_total",
+)
 HISTOGRAM_COUNTS = (
     "kzero_time_to_first_token_seconds_count",
     "kzero_inter_token_latency_seconds_count",
@@ -87,7 +96,11 @@ def test_counts_after_n_requests_are_exact(predictor: PredictorProcess):
     assert delta["ok"] == 3
     assert delta["invalid"] == 1
     assert delta["kzero_requests_total"] == 4
-    assert delta["kzero_prompt_tokens_total"] == sum(u["prompt_tokens"] for u in usages)
+    prompt_tokens = sum(u["prompt_tokens"] for u in usages)
+    cached = sum(u["prompt_tokens_details"]["cached_tokens"] for u in usages)
+    assert delta["kzero_prompt_tokens_total"] == prompt_tokens
+    assert delta["kzero_prompt_tokens_cached_total"] == cached
+    assert delta["kzero_prompt_tokens_computed_total"] == prompt_tokens - cached
     assert delta["kzero_generation_tokens_total"] == completion_tokens
     assert delta["kzero_time_to_first_token_seconds_count"] == 3
     assert delta["kzero_e2e_request_latency_seconds_count"] == 3

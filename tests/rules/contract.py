@@ -23,10 +23,13 @@ HISTOGRAMS = (
 )
 COUNTERS = (
     "kzero_prompt_tokens_total",
+    "kzero_prompt_tokens_cached_total",
+    "kzero_prompt_tokens_computed_total",
     "kzero_generation_tokens_total",
     "kzero_requests_total",
     "kzero_cache_lookups_total",
     "kzero_cache_download_bytes_total",
+    "kzero_prefix_cache_files_total",
 )
 GAUGES = ("kzero_requests_running", "kzero_requests_waiting", "kzero_backend_info")
 CONTRACT_SERIES = frozenset(
