@@ -1,7 +1,7 @@
 """``kzero bench``: arguments, the four setups' lifetimes, and the printed report.
 
-``kzero bench`` compares the setups; ``kzero bench coldstart``, ``soak`` and
-``build-llama-server`` are its subcommands. Servers are child processes that
+``kzero bench`` compares the setups; ``kzero bench coldstart``, ``soak``,
+``prefix`` and ``build-llama-server`` are its subcommands. Servers are child processes that
 are always stopped on the way out (SIGTERM, then SIGKILL), including when the
 bench itself is interrupted or terminated.
 """
@@ -223,7 +223,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
 
 def _add_subcommands(parser: ArgumentParser) -> None:
     # Imported here: their modules are small, but a comparison run needs none of them.
-    from bench import coldstart
+    from bench import coldstart, prefix
     from bench.soak import cli as soak_cli
 
     commands = parser.add_subparsers(title="subcommands", dest="subcommand")
@@ -239,6 +239,14 @@ def _add_subcommands(parser: ArgumentParser) -> None:
             "soak",
             help="concurrent streams for minutes: errors, stuck requests, memory, gauges",
             description=soak_cli.DESCRIPTION,
+        )
+    )
+    prefix.add_arguments(
+        commands.add_parser(
+            "prefix",
+            help="chats sharing a 1,000-token system prompt: TTFT against llama-server and "
+            "llama_cpp.server; cold starts with a warmed prefix directory",
+            description=prefix.DESCRIPTION,
         )
     )
     build = commands.add_parser(
