@@ -70,6 +70,8 @@ class Summary:
     prompt_tokens_with_cached: int | None
     completed: int
     requests: int
+    # Requests that got a first content token: the TTFT figures are theirs alone.
+    timed: int = 0
 
     @property
     def cached_share(self) -> float | None:
@@ -194,6 +196,7 @@ def _summary(setup: str, concurrency: int, group: list[TurnSample]) -> Summary:
         ),
         completed=sum(s.completed for s in group),
         requests=len(group),
+        timed=len(ttfts),
     )
 
 
@@ -320,13 +323,14 @@ def format_table(summaries: Sequence[Summary], order: Sequence[str]) -> str:
     lines = [
         f"{'setup':<{width}}{'conc':>5}{'TTFT p50 ms':>13}{'TTFT p95 ms':>13}"
         f"{'turn 1 p50':>12}{'turns 2+ p50':>14}{'prompt tok p50':>16}"
-        f"  {'cached tokens (share of prompt)':<32}completed"
+        f"  {'cached tokens (share of prompt)':<32}{'first token':<13}completed"
     ]
     for s in rows:
         lines.append(
             f"{s.setup:<{width}}{s.concurrency:>5}{_ms(s.ttft_p50_s):>13}{_ms(s.ttft_p95_s):>13}"
             f"{_ms(s.first_turn_ttft_p50_s):>12}{_ms(s.later_turns_ttft_p50_s):>14}"
-            f"{_num(s.prompt_tokens_p50, 0):>16}  {_cached(s):<32}{s.completed}/{s.requests}"
+            f"{_num(s.prompt_tokens_p50, 0):>16}  {_cached(s):<32}"
+            f"{f'{s.timed}/{s.requests}':<13}{s.completed}/{s.requests}"
         )
     return "\n".join(lines)
 
@@ -389,7 +393,8 @@ def format_cold(
 def notes(setups: Sequence[str], concurrency: Sequence[int]) -> list[str]:
     lines = [
         "TTFT: from sending a request to its first content token; each conversation sends "
-        "its next turn when the previous answer has ended",
+        "its next turn when the previous answer has ended; requests that never got a token "
+        "(first token column) are left out of the TTFT figures",
         "p95 needs at least 20 requests ('-' below that); medians and p95 pool every round",
         "paired: the median over rounds of the per-round ratio of TTFT medians",
         "cached tokens: usage.prompt_tokens_details.cached_tokens, summed over the requests "

@@ -231,7 +231,7 @@ def test_a_server_that_reports_no_cached_tokens_shows_none_not_zero():
 def test_requests_without_a_first_token_are_counted_but_not_timed():
     [s] = summarize([turn("x", None, completed=False), turn("x", 2.0)])
     assert s.ttft_p50_s == 2.0
-    assert (s.completed, s.requests) == (1, 2)
+    assert (s.timed, s.completed, s.requests) == (1, 1, 2)
 
 
 def test_ratios_are_kzero_over_each_peer_with_a_paired_median_over_rounds():
