@@ -16,9 +16,10 @@ ceiling is ``steps/s x bytes per step / bandwidth``.
   full only when it doubles as the output projection (tied embeddings, as in
   SmolLM2); otherwise a step reads just one row of it per token.
 - Steps/s: for a setup that batches, at concurrency N a step yields at most N
-  tokens, so ``tokens/s / N`` is a lower bound on its steps/s (prefill steps
-  and the tail of a batch, when fewer sequences are left, yield fewer). A setup
-  that runs requests one at a time makes one token per step.
+  tokens (at most its parallel sequences P when P < N), so ``tokens/s / N`` is
+  a lower bound on its steps/s (prefill steps and the tail of a batch, when
+  fewer sequences are left, yield fewer). A setup that runs requests one at a
+  time makes one token per step.
 - The KV cache read per step (``kv_bytes_per_token`` x tokens in context) is
   left out and reported separately: a few percent of SmolLM2's weights at one
   short stream, about a sixth at 8 streams of ~80 tokens, so the shares of
@@ -173,12 +174,16 @@ def ceiling_rows(
     bytes_per_step: int,
     bandwidth: float,
     cached_bandwidth: float | None = None,
+    sequences: Mapping[str, int] | None = None,
 ) -> list[CeilingRow]:
     """One row per (setup, concurrency) measured; a setup not in ``batching_setups``
-    decodes one token per step at any concurrency."""
+    decodes one token per step at any concurrency, and one in ``sequences`` at most
+    that many (its parallel sequences; the other requests wait)."""
     rows = []
+    limits = sequences or {}
     for (setup, concurrency), rate in sorted(tokens_per_s.items()):
         per_step = concurrency if setup in batching_setups else 1
+        per_step = min(per_step, limits.get(setup, per_step))
         steps = rate / per_step
         rows.append(
             CeilingRow(

@@ -1,7 +1,7 @@
 """``kzero bench``: arguments, the four setups' lifetimes, and the printed report.
 
-``kzero bench`` compares the setups; ``kzero bench coldstart``, ``soak`` and
-``build-llama-server`` are its subcommands. Servers are child processes that
+``kzero bench`` compares the setups; ``kzero bench coldstart``, ``soak``,
+``prefix`` and ``build-llama-server`` are its subcommands. Servers are child processes that
 are always stopped on the way out (SIGTERM, then SIGKILL), including when the
 bench itself is interrupted or terminated.
 """
@@ -47,6 +47,7 @@ from bench.llama_server import (
 )
 from bench.raw import RawLlamaSetup
 from bench.report import (
+    RATIO_PAIRS,
     format_ratios,
     format_scaling,
     format_table,
@@ -63,11 +64,16 @@ from bench.samples import BatchSample
 from bench.servers import (
     SERVED_NAME,
     StartedServer,
+    kzero_variant_args,
+    launch_kzero,
     start_kzero,
     start_llama_cpp_server,
     start_llama_server,
 )
+from bench.soak.memory import peak_rss_bytes, sample_process_tree
 from bench.workload import Workload
+from predictor.backends.gguf_metadata import read_gguf_metadata
+from predictor.backends.llamacpp import default_parallel, resolve_context_length
 from predictor.cli_parsing import (
     ArgumentParser,
     CommandError,
@@ -100,6 +106,43 @@ def _concurrency_levels(text: str) -> tuple[int, ...]:
     if not levels or any(level < 1 for level in levels):
         raise argparse.ArgumentTypeError("concurrency levels must be positive")
     return levels
+
+
+KZERO_DEFAULT = "default"
+
+
+def _kzero_parallel(text: str) -> tuple[int | None, ...]:
+    """``default,4,8`` -> (None, 4, 8): None leaves --max_running_requests to kzero."""
+    values: list[int | None] = []
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        if part == KZERO_DEFAULT:
+            values.append(None)
+            continue
+        try:
+            number = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers or '{KZERO_DEFAULT}' like default,4,8, got '{text}'"
+            ) from None
+        if number < 1:
+            raise argparse.ArgumentTypeError("parallel sequences must be positive")
+        values.append(number)
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct values like default,4,8, got '{text}'")
+    return tuple(values)
+
+
+def kzero_variant_key(parallel: int | None) -> str:
+    """Setup key of one kzero variant: ``b:4``, ``b:default``."""
+    return f"b:{KZERO_DEFAULT if parallel is None else parallel}"
+
+
+def kzero_variant_name(parallel: int | None) -> str:
+    if parallel is None:
+        return "b kzero, default parallel"
+    return f"b kzero --max_running_requests {parallel}"
 
 
 def _setups(text: str) -> tuple[str, ...]:
@@ -184,6 +227,17 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--kzero_parallel",
+        type=_kzero_parallel,
+        default=None,
+        help=(
+            "Comma-separated --max_running_requests values, one kzero setup each, measured "
+            "side by side in place of setup b ('default': kzero's own choice, two per CPU "
+            "up to 8); --parallel then sets llama-server's alone. Each server's resident "
+            "memory is reported too. Example: default,4,8,16."
+        ),
+    )
+    parser.add_argument(
         "--llama_server",
         type=Path,
         default=None,
@@ -223,7 +277,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
 
 def _add_subcommands(parser: ArgumentParser) -> None:
     # Imported here: their modules are small, but a comparison run needs none of them.
-    from bench import coldstart
+    from bench import coldstart, prefix
     from bench.soak import cli as soak_cli
 
     commands = parser.add_subparsers(title="subcommands", dest="subcommand")
@@ -239,6 +293,14 @@ def _add_subcommands(parser: ArgumentParser) -> None:
             "soak",
             help="concurrent streams for minutes: errors, stuck requests, memory, gauges",
             description=soak_cli.DESCRIPTION,
+        )
+    )
+    prefix.add_arguments(
+        commands.add_parser(
+            "prefix",
+            help="chats sharing a 1,000-token system prompt: TTFT against llama-server and "
+            "llama_cpp.server; cold starts with a warmed prefix directory",
+            description=prefix.DESCRIPTION,
         )
     )
     build = commands.add_parser(
@@ -293,8 +355,22 @@ async def _measure_all(
                     key, client, base_url=url, model=SERVED_NAME, batch_timeout_s=batch_timeout_s
                 )
             )
-        setups.sort(key=lambda setup: setup.key)
+        # a first, then the servers in the order they were started: b (or its
+        # variants, in the order asked), c, d.
         return await measure(workload, setups, _progress)
+
+
+@dataclass
+class ServerMemory:
+    """A server's resident memory (its process tree), in bytes."""
+
+    loaded: int  # after loading the model, before any request
+    after: int  # after every round, idle
+    peak: int  # VmHWM: the most it ever held
+
+
+def _memory_now(server: StartedServer) -> int:
+    return sample_process_tree(server.process.process.pid, 0.0).rss_bytes
 
 
 @dataclass
@@ -304,6 +380,7 @@ class RunResult:
     dram: list[Bandwidth]
     cached: list[Bandwidth]
     commands: dict[str, list[str]]
+    memory: dict[str, ServerMemory]
 
 
 def _bandwidth(workload: Workload, array_mib: int, label: str) -> Bandwidth:
@@ -323,6 +400,7 @@ def run_setups(
     batch_timeout_s: float,
     dram_mib: int,
     weights_mib: int,
+    kzero_parallel: Sequence[int | None] = (),
 ) -> RunResult:
     """Measure the copy bandwidth, start the servers, load (a), measure, measure the
     bandwidth again while the servers idle, and stop everything on the way out."""
@@ -331,7 +409,12 @@ def run_setups(
     with contextlib.ExitStack() as stack:
         _progress(f"starting setups {','.join(setups)}")
         servers: dict[str, StartedServer] = {}
-        if "b" in setups:
+        if "b" in setups and kzero_parallel:
+            for parallel in kzero_parallel:
+                key = kzero_variant_key(parallel)
+                servers[key] = launch_kzero(kzero_variant_args(workload, parallel), name=key)
+                stack.callback(servers[key].process.stop)
+        elif "b" in setups:
             servers["b"] = start_kzero(workload)
             stack.callback(servers["b"].process.stop)
         if "c" in setups:
@@ -348,9 +431,16 @@ def run_setups(
         deadline = time.monotonic() + ready_timeout_s
         for server in servers.values():
             server.wait_ready(max(0.0, deadline - time.monotonic()))
+        loaded = {key: _memory_now(server) for key, server in servers.items()}
         _progress("all setups loaded; warming up")
         urls = {key: server.process.url for key, server in servers.items()}
         samples = asyncio.run(_measure_all(workload, raw, urls, batch_timeout_s))
+        memory = {
+            key: ServerMemory(
+                loaded[key], _memory_now(server), peak_rss_bytes(server.process.process.pid)
+            )
+            for key, server in servers.items()
+        }
         # The servers are idle now; their threads sleep.
         dram.append(_bandwidth(workload, dram_mib, "after"))
         cached.append(_bandwidth(workload, weights_mib, "after"))
@@ -359,10 +449,23 @@ def run_setups(
             dram=dram,
             cached=cached,
             commands={key: server.process.command for key, server in servers.items()},
+            memory=memory,
         )
 
 
-def _header(workload: Workload, setups: Sequence[str], facts: dict[str, str | int]) -> str:
+def _header(
+    workload: Workload,
+    names: dict[str, str],
+    facts: dict[str, str | int],
+    kzero_default: int | None = None,
+) -> str:
+    if kzero_default is None:
+        together = f"kzero and llama-server decode up to {workload.n_parallel} sequences together"
+    else:
+        together = (
+            f"llama-server decodes up to {workload.n_parallel} sequences together, each kzero "
+            f"setup its own --max_running_requests (kzero's default here: {kzero_default})"
+        )
     return "\n".join(
         [
             f"kzero bench  {facts['date_utc']}",
@@ -371,9 +474,8 @@ def _header(workload: Workload, setups: Sequence[str], facts: dict[str, str | in
             f" per sequence  n_batch {workload.n_batch}  max_tokens {workload.max_tokens}"
             "  temperature 0",
             f"rounds {workload.rounds}, concurrency {','.join(map(str, workload.concurrency))}, "
-            f"setups interleaved {', '.join(setups)} in every round; kzero and llama-server "
-            f"decode up to {workload.n_parallel} sequences together",
-            *(f"  {SETUP_NAMES[key]}" for key in setups),
+            f"setups interleaved {', '.join(names)} in every round; {together}",
+            *(f"  {name}" for name in names.values()),
         ]
     )
 
@@ -383,9 +485,50 @@ def _weights_mib(step: StepBytes) -> int:
     return max(1, -(-step.weights // 2**20))
 
 
-def _format_commands(commands: dict[str, list[str]]) -> str:
+def _format_commands(commands: dict[str, list[str]], names: dict[str, str]) -> str:
     return "\n".join(
-        f"command {SETUP_NAMES[key]}: {shlex.join(command)}" for key, command in commands.items()
+        f"command {names[key]}: {shlex.join(command)}" for key, command in commands.items()
+    )
+
+
+def setup_names(
+    setups: Sequence[str], kzero_parallel: Sequence[int | None] | None
+) -> dict[str, str]:
+    """Every measured setup's key and printed name, in the order they are measured."""
+    names: dict[str, str] = {}
+    for key in setups:
+        if key == "b" and kzero_parallel:
+            for parallel in kzero_parallel:
+                names[kzero_variant_key(parallel)] = kzero_variant_name(parallel)
+        else:
+            names[key] = SETUP_NAMES[key]
+    return names
+
+
+def ratio_pairs(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """RATIO_PAIRS, with each kzero variant standing in for b."""
+    kzero = [key for key in keys if key.startswith("b")]
+    return [
+        (top, bottom)
+        for numerator, bottom in RATIO_PAIRS
+        for top in (kzero if numerator == "b" else [numerator])
+    ]
+
+
+def kzero_default_parallel(workload: Workload) -> int:
+    """What kzero serve picks for --max_running_requests with the bench's flags: the
+    same function, fed the same threads, context per sequence and model."""
+    metadata = read_gguf_metadata(workload.model_path)
+    context = resolve_context_length(workload.n_ctx, metadata.context_length)
+    return default_parallel(workload.n_threads, context, metadata.kv_bytes_per_token)
+
+
+def format_memory(memory: dict[str, ServerMemory], names: dict[str, str]) -> str:
+    mib = 2**20
+    return "\n".join(
+        f"memory {names[key]}: {m.loaded / mib:.0f} MiB after loading, {m.after / mib:.0f} MiB "
+        f"after the rounds, peak {m.peak / mib:.0f} MiB"
+        for key, m in memory.items()
     )
 
 
@@ -441,7 +584,12 @@ def run_comparison(args: argparse.Namespace) -> int:
     llc = last_level_cache_bytes()
     facts["last_level_cache_bytes"] = llc if llc is not None else "unknown"
     dram_mib = args.bandwidth_mib or stream_array_mib(llc)
-    print(_header(workload, setups, facts), flush=True)
+    kzero_parallel: tuple[int | None, ...] = args.kzero_parallel or ()
+    if "b" not in setups:
+        kzero_parallel = ()
+    names = setup_names(setups, kzero_parallel)
+    kzero_default = kzero_default_parallel(workload) if kzero_parallel else None
+    print(_header(workload, names, facts, kzero_default), flush=True)
     try:
         with sigterm_as_exit():
             result = run_setups(
@@ -452,36 +600,50 @@ def run_comparison(args: argparse.Namespace) -> int:
                 args.batch_timeout,
                 dram_mib,
                 _weights_mib(step),
+                kzero_parallel,
             )
     except (RuntimeError, TimeoutError) as exc:
         raise CommandError(str(exc), status=1) from exc
     samples = result.samples
-    summaries = summarize(samples)
-    ratio_items = ratios(summaries, samples)
-    scaling_items = scaling(summaries, samples)
+    # Printed in the order measured: a, b (or its variants, as asked), c, d.
+    rank = {key: i for i, key in enumerate(names)}
+    summaries = sorted(summarize(samples), key=lambda s: (rank[s.setup], s.concurrency))
+    ratio_items = ratios(summaries, samples, ratio_pairs(list(names)))
+    scaling_items = sorted(
+        scaling(summaries, samples), key=lambda s: (rank[s.setup], s.concurrency)
+    )
     target_items = targets(ratio_items)
     dram = max(result.dram, key=lambda b: b.best)
     cached = max(result.cached, key=lambda b: b.best)
-    ceiling = ceiling_rows(
-        {(s.setup, s.concurrency): s.tokens_per_s for s in summaries},
-        BATCHING_SETUPS,
-        step.weights,
-        dram.best,
-        cached.best,
+    sequences = {"d": workload.n_parallel, "b": workload.n_parallel}
+    for parallel in kzero_parallel:
+        sequences[kzero_variant_key(parallel)] = parallel or kzero_default or 1
+    ceiling = sorted(
+        ceiling_rows(
+            {(s.setup, s.concurrency): s.tokens_per_s for s in summaries},
+            [key for key in names if key[0] in BATCHING_SETUPS],
+            step.weights,
+            dram.best,
+            cached.best,
+            sequences,
+        ),
+        key=lambda row: (rank[row.setup], row.concurrency),
     )
     print()
-    print(_format_commands(result.commands))
+    print(_format_commands(result.commands, names))
     print()
-    print(format_table(summaries, SETUP_NAMES))
+    print(format_table(summaries, names))
     print()
     print(format_ratios(ratio_items))
     if scaling_items:
-        print(format_scaling(scaling_items, SETUP_NAMES))
+        print(format_scaling(scaling_items, names))
     if target_items:
         print()
         print(format_targets(target_items))
     print()
-    print(format_ceiling(result.dram, cached, step, ceiling, SETUP_NAMES))
+    print(format_memory(result.memory, names))
+    print()
+    print(format_ceiling(result.dram, cached, step, ceiling, names))
     print()
     print("\n".join(f"note: {line}" for line in notes(workload.concurrency, setups)))
     if args.json is not None:
@@ -499,6 +661,9 @@ def run_comparison(args: argparse.Namespace) -> int:
                 bandwidth_weight_sized=[asdict(b) for b in result.cached],
                 step_bytes=asdict(step),
                 ceiling=[asdict(row) for row in ceiling],
+                setup_names=names,
+                kzero_default_parallel=kzero_default,
+                memory_bytes={key: asdict(m) for key, m in result.memory.items()},
             ),
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

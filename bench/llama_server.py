@@ -223,13 +223,7 @@ def llama_server_command(binary: Path, workload: Workload, port: int, alias: str
     - no warm-up skip, no web UI, no metrics endpoint: nothing the hot path uses.
     """
     return [
-        str(binary),
-        "--model", str(workload.model_path),
-        "--alias", alias,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--threads", str(workload.n_threads),
-        "--threads-batch", str(workload.n_threads),
+        *llama_server_base_command(binary, workload.model_path, workload.n_threads, port, alias),
         "--ctx-size", str(workload.n_ctx * workload.n_parallel),
         "--parallel", str(workload.n_parallel),
         "--no-kv-unified",
@@ -237,5 +231,22 @@ def llama_server_command(binary: Path, workload: Workload, port: int, alias: str
         "--ubatch-size", str(min(workload.n_batch, 512)),
         "--no-cache-prompt",
         "--cache-ram", "0",
+    ]  # fmt: skip
+
+
+def llama_server_base_command(
+    binary: Path, model: Path, n_threads: int, port: int, alias: str
+) -> list[str]:
+    """The C++ server at its own defaults but for the model, the address and the threads
+    (prompt cache, slots, context and batch sizes as llama-server picks them), without
+    the web UI, which nothing here opens."""
+    return [
+        str(binary),
+        "--model", str(model),
+        "--alias", alias,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--threads", str(n_threads),
+        "--threads-batch", str(n_threads),
         "--no-webui",
     ]  # fmt: skip

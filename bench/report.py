@@ -155,11 +155,15 @@ def _paired(
     )
 
 
-def ratios(summaries: Sequence[Summary], samples: Sequence[BatchSample]) -> list[Ratio]:
+def ratios(
+    summaries: Sequence[Summary],
+    samples: Sequence[BatchSample],
+    pairs: Sequence[tuple[str, str]] = RATIO_PAIRS,
+) -> list[Ratio]:
     by_key = {(s.setup, s.concurrency): s for s in summaries}
     result = []
     for concurrency in sorted({s.concurrency for s in summaries}):
-        for top, bottom in RATIO_PAIRS:
+        for top, bottom in pairs:
             num, den = by_key.get((top, concurrency)), by_key.get((bottom, concurrency))
             if num is None or den is None:
                 continue

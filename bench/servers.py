@@ -10,6 +10,7 @@ configuration, and its log is shown when it fails to become ready.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,40 +36,67 @@ class StartedServer:
 def kzero_args(workload: Workload) -> list[str]:
     """``kzero serve``'s flags; ``--n_ctx`` is per sequence, as llama-server's ``-c``
     divided by ``--parallel``."""
-    return [
+    return kzero_variant_args(workload, workload.n_parallel)
+
+
+def kzero_variant_args(workload: Workload, max_running_requests: int | None) -> list[str]:
+    """``kzero_args`` with another ``--max_running_requests``; None leaves it to kzero
+    (its default: two sequences per CPU, up to 8)."""
+    args = [
         "--model", str(workload.model_path),
         "--model_name", SERVED_NAME,
         "--n_threads", str(workload.n_threads),
         "--n_ctx", str(workload.n_ctx),
         "--n_batch", str(workload.n_batch),
-        "--max_running_requests", str(workload.n_parallel),
     ]  # fmt: skip
+    if max_running_requests is not None:
+        args += ["--max_running_requests", str(max_running_requests)]
+    return args
 
 
-def start_kzero(workload: Workload) -> StartedServer:
-    process = PredictorProcess(kzero_args(workload), name="kzero")
+def launch_kzero(args: Sequence[str], name: str = "kzero") -> StartedServer:
+    """``kzero serve`` with exactly ``args`` (plus the port)."""
+    process = PredictorProcess(args, name=name)
     return StartedServer(process, f"/v1/models/{SERVED_NAME}")
 
 
-def start_llama_cpp_server(workload: Workload) -> StartedServer:
-    """``python -m llama_cpp.server`` with its defaults, interrupt_requests included."""
+def start_kzero(workload: Workload) -> StartedServer:
+    return launch_kzero(kzero_args(workload))
+
+
+def launch_llama_cpp_server(
+    model: Path, n_threads: int, extra: Sequence[str] = ()
+) -> StartedServer:
+    """``python -m llama_cpp.server`` with its defaults but for the model, the threads
+    (its own default is half the CPUs) and ``extra``; interrupt_requests stays on."""
     port = free_port()
     command = [
         sys.executable, "-m", "llama_cpp.server",
-        "--model", str(workload.model_path),
+        "--model", str(model),
         "--model_alias", SERVED_NAME,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--n_threads", str(workload.n_threads),
-        "--n_threads_batch", str(workload.n_threads),
-        "--n_ctx", str(workload.n_ctx),
-        "--n_batch", str(workload.n_batch),
+        "--n_threads", str(n_threads),
+        "--n_threads_batch", str(n_threads),
+        *extra,
     ]  # fmt: skip
     return StartedServer(ServerProcess("llama_cpp.server", command, port), "/v1/models")
 
 
-def start_llama_server(binary: Path, workload: Workload) -> StartedServer:
-    """llama.cpp's C++ server; ``/health`` answers 200 once the model is loaded."""
+def start_llama_cpp_server(workload: Workload) -> StartedServer:
+    """The same context and batch size as the other setups."""
+    extra = ["--n_ctx", str(workload.n_ctx), "--n_batch", str(workload.n_batch)]
+    return launch_llama_cpp_server(workload.model_path, workload.n_threads, extra)
+
+
+def launch_llama_server(command: Callable[[int], list[str]]) -> StartedServer:
+    """llama.cpp's C++ server, ``command(port)``; ``/health`` answers 200 once the model
+    is loaded."""
     port = free_port()
-    command = llama_server_command(binary, workload, port, SERVED_NAME)
-    return StartedServer(ServerProcess("llama-server", command, port), "/health")
+    return StartedServer(ServerProcess("llama-server", command(port), port), "/health")
+
+
+def start_llama_server(binary: Path, workload: Workload) -> StartedServer:
+    return launch_llama_server(
+        lambda port: llama_server_command(binary, workload, port, SERVED_NAME)
+    )

@@ -37,6 +37,22 @@ PROMPTS: tuple[str, ...] = (
     "Gardening for beginners: how to plan a small vegetable patch. Start by",
     "Sunday morning at the market was busy as always. The baker shouted",
     "Why do cats purr? Scientists have studied this question for years, and",
+    "Volcanoes form where molten rock rises through the crust. The first sign is",
+    "Every good map tells a story about the place it shows. This one",
+    "Our family trip to the mountains began with a flat tyre, and",
+    "Bees live in colonies that can hold tens of thousands of workers. Each day",
+    "How does a refrigerator keep food cold? The answer starts with",
+    "Last winter the river froze so hard that the whole town",
+    "Before the invention of clocks, people told the time by",
+    "Most people never think about where their tap water comes from. In fact,",
+    "Imagine a city where every roof is covered with gardens. Such a city",
+    "Coffee was first grown in the highlands of East Africa, where",
+    "Rainforests cover a small part of the planet but hold",
+    "Knitting a scarf is a good first project for beginners. You will need",
+    "Thunderstorms build up on hot afternoons when warm, moist air",
+    "Grandmother kept a small notebook of recipes in the kitchen drawer, and",
+    "Saturn's rings are made of countless pieces of ice and rock that",
+    "Public libraries offer much more than books. A typical branch today",
 )
 
 

@@ -80,6 +80,24 @@ def sample_process_tree(pid: int, t_s: float) -> RssSample:
     return RssSample(round(t_s, 3), rss_kb * 1024, threads, fds)
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM (the most resident memory each process has held) summed over ``pid``'s tree.
+
+    A sum of per-process peaks: an upper bound on the tree's peak when the children
+    peaked at different moments (one process, as a server here, is exact).
+    """
+    peak_kb = 0
+    for member in process_tree(pid):
+        try:
+            fields = _status_fields(member)
+        except OSError:
+            if member == pid:
+                raise
+            continue
+        peak_kb += int(fields.get("VmHWM", "0 kB").split()[0])
+    return peak_kb * 1024
+
+
 def rss_window(count_after_warmup: int, sample_every_s: float) -> int:
     """Samples per median window: RSS_WINDOW_S worth, but at most a third of the run."""
     return max(1, min(round(RSS_WINDOW_S / sample_every_s), count_after_warmup // 3))
