@@ -232,7 +232,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
         default=None,
         help=(
             "Comma-separated --max_running_requests values, one kzero setup each, measured "
-            "side by side in place of setup b ('default': kzero's own choice, two per CPU "
+            "side by side in place of setup b ('default': kzero's own choice, four per CPU "
             "up to 8); --parallel then sets llama-server's alone. Each server's resident "
             "memory is reported too. Example: default,4,8,16."
         ),

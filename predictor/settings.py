@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         ge=1,
         le=1024,
         description="Requests the engine decodes together; more wait in the queue. llama.cpp: "
-        "parallel sequences in one batched context (llama-server's --parallel), default two "
+        "parallel sequences in one batched context (llama-server's --parallel), default four "
         "per CPU up to 8, fewer if their KV cache would pass 1 GiB. vLLM: max_num_seqs, "
         "default 256.",
     )
