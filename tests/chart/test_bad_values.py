@@ -116,6 +116,30 @@ BAD_VALUES = {
         {"cache": {"create": False, "existingClaim": ""}},
         "cache.existingClaim is required when cache.create is false",
     ),
+    "prefix budget as a Kubernetes quantity (the predictor refuses 1Gi)": (
+        {"prefixCache": {"maxBytes": "1Gi"}},
+        "/prefixCache/maxBytes'",
+    ),
+    "prefix budget as a number": (
+        {"prefixCache": {"maxBytes": 1073741824}},
+        "/prefixCache/maxBytes': got number, want string",
+    ),
+    "misspelled prefixCache key": (
+        {"prefixCache": {"enable": False}},
+        "additional properties 'enable' not allowed",
+    ),
+    "prefix directory moved by a model's env": (
+        {
+            "models": [
+                {**MODEL, "env": [{"name": "KZERO_PREFIX_CACHE_DIR", "value": "/var/cache/kzero"}]}
+            ]
+        },
+        "env sets KZERO_PREFIX_CACHE_DIR, which the chart sets itself",
+    ),
+    "prefix budget set by a model's env": (
+        {"defaults": {"env": [{"name": "KZERO_PREFIX_CACHE_MAX_BYTES", "value": "10GiB"}]}},
+        "env sets KZERO_PREFIX_CACHE_MAX_BYTES, which the chart sets itself",
+    ),
 }
 
 

@@ -115,6 +115,8 @@ def test_features_the_chart_needs_are_enabled() -> None:
     features = _data("config-features")
     for flag in (
         "kubernetes.podspec-persistent-volume-claim",
+        # The llama.cpp predictors' prefix mount (prefixCache) writes.
+        "kubernetes.podspec-persistent-volume-write",
         "kubernetes.podspec-nodeselector",
         "kubernetes.podspec-tolerations",
         "kubernetes.podspec-volumes-emptydir",

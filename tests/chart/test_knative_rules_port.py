@@ -323,6 +323,98 @@ def test_volume_validation(volume: dict, flags: dict[str, str], expected: list[s
     assert errors(validate_volume(default_features().with_(**flags), volume)) == expected
 
 
+WRITE_DISABLED = (
+    "Persistent volume write support is disabled, but found persistent volume claim myclaim "
+    "that is not read-only"
+)
+
+
+@pytest.mark.parametrize(
+    ("claim_read_only", "mount_read_only", "write", "expected"),
+    [
+        (False, True, DISABLED, [WRITE_DISABLED]),
+        (False, False, DISABLED, [WRITE_DISABLED]),
+        (
+            True,
+            False,
+            DISABLED,
+            ["volume is readOnly but volume mount is not: containers[0].volumeMounts[0].readOnly"],
+        ),
+        (True, True, DISABLED, []),
+        (False, True, ENABLED, []),
+        (False, False, ENABLED, []),
+    ],
+    ids=[
+        "PVC not read-only, mount read-only, write disabled by default",
+        "PVC not read-only, mount not read-only, write disabled by default",
+        "PVC read-only, mount not read-only, write disabled by default",
+        "PVC read-only, write disabled by default",
+        "PVC not read-only, write enabled",
+        "PVC read-only, write enabled",
+    ],
+)
+def test_pvc_write_needs_the_feature_and_a_writable_claim(
+    claim_read_only: bool, mount_read_only: bool, write: str, expected: list[str]
+) -> None:
+    # k8s_validation_test.go, TestPodSpecValidation, the six "PVC ..." cases
+    # (lines 546-686): defaults plus withPodSpecPersistentVolumeClaimEnabled and,
+    # for "write enabled", withPodSpecPersistentVolumeWriteEnabled. ("PVC
+    # read-only, write enabled" is Knative's name; its claim is not read-only.)
+    claim: dict = {"claimName": "myclaim"}
+    if claim_read_only:
+        claim["readOnly"] = True
+    mount: dict = {"name": "foo", "mountPath": "/data"}
+    if mount_read_only:
+        mount["readOnly"] = True
+    pod = {
+        "containers": [{"image": "busybox", "volumeMounts": [mount]}],
+        "volumes": [{"name": "foo", "persistentVolumeClaim": claim}],
+    }
+    features = default_features().with_(
+        pod_spec_persistent_volume_claim=ENABLED, pod_spec_persistent_volume_write=write
+    )
+    assert errors(validate_pod_spec(features, pod)) == expected
+
+
+def test_an_unknown_volume_mount_with_a_sub_path() -> None:
+    # k8s_validation_test.go, TestInitContainerValidation "has unknown
+    # volumeMounts" (line 2751): subPath itself is allowed (fieldmask.go,
+    # VolumeMountMask keeps SubPath, line 358); the mount is refused for its
+    # missing volume, readOnly and mountPath. Go's FieldError sorts its
+    # messages, so the comparison is as a set.
+    container = {"image": "foo", "volumeMounts": [{"name": "the-name", "subPath": "oops"}]}
+    pod = {"containers": [{"image": "busybox"}], "initContainers": [{"name": "i", **container}]}
+    features = default_features().with_(pod_spec_init_containers=ENABLED)
+    assert sorted(errors(validate_pod_spec(features, pod))) == sorted([
+        "volumeMount has no matching volume: containers[0].volumeMounts[0].name",
+        "volume mount should be readOnly for this type of volume: containers[0].volumeMounts[0].readOnly",
+        "missing field(s): containers[0].volumeMounts[0].mountPath",
+    ])  # fmt: skip
+
+
+def test_one_claim_read_only_at_one_mount_and_writable_at_a_sub_path() -> None:
+    # Not a Knative test case: the shape kzero's llama.cpp predictors render
+    # (prefixCache), judged by the same rules. One volume, so the claim carries
+    # no readOnly; the model mount is read-only, the prefix mount writes only
+    # its subPath.
+    pod = {
+        "containers": [{"image": "busybox", "volumeMounts": [
+            {"name": "cache", "mountPath": "/var/cache/kzero", "readOnly": True},
+            {"name": "cache", "mountPath": "/var/cache/kzero-prefixes", "subPath": "prefixes/m"},
+        ]}],
+        "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "myclaim"}}],
+    }  # fmt: skip
+    claim_only = default_features().with_(pod_spec_persistent_volume_claim=ENABLED)
+    assert errors(validate_pod_spec(claim_only, pod)) == [WRITE_DISABLED]
+    write = claim_only.with_(pod_spec_persistent_volume_write=ENABLED)
+    assert validate_pod_spec(write, pod) == []
+    # Keeping readOnly on the claim instead refuses the prefix mount.
+    pod["volumes"][0]["persistentVolumeClaim"]["readOnly"] = True
+    assert errors(validate_pod_spec(write, pod)) == [
+        "volume is readOnly but volume mount is not: containers[0].volumeMounts[1].readOnly"
+    ]
+
+
 def test_pod_spec_refuses_an_unmounted_volume_and_a_writable_secret_mount() -> None:
     # TestPodSpecValidation "with volume name collision"-style cases: every
     # volume must be mounted, and a secret can only be mounted read-only.
@@ -384,6 +476,7 @@ def test_default_features_match_features_go() -> None:
     assert defaults.multi_container == ENABLED
     assert defaults.pod_spec_volumes_empty_dir == ENABLED
     assert defaults.pod_spec_persistent_volume_claim == DISABLED
+    assert defaults.pod_spec_persistent_volume_write == DISABLED  # features.go line 107
     assert defaults.pod_spec_security_context == DISABLED
     assert defaults.secure_pod_defaults == DISABLED
 

@@ -128,7 +128,7 @@ Call with (dict "root" $ "model" $entry).
 
 {{/* Environment variables the chart owns; a model's env may not set them. */}}
 {{- define "kzero.managedEnvNames" -}}
-{{- list "KZERO_CACHE_DIR" "KZERO_REQUEST_TIMEOUT_S" "KZERO_DRAIN_TIMEOUT_S" "KZERO_MAX_RUNNING_REQUESTS" "KZERO_MAX_QUEUED_REQUESTS" "KZERO_MAX_PROMPT_TOKENS" "KZERO_MAX_TOKENS_CAP" "KZERO_MAX_STOP_SEQUENCES" "KZERO_MAX_STOP_LENGTH" "KZERO_MAX_REQUEST_BYTES" "KZERO_API_KEY" "KZERO_API_KEY_FILE" "KZERO_AUTH_HEALTH" "KZERO_AUTH_METRICS" | toJson -}}
+{{- list "KZERO_CACHE_DIR" "KZERO_REQUEST_TIMEOUT_S" "KZERO_DRAIN_TIMEOUT_S" "KZERO_MAX_RUNNING_REQUESTS" "KZERO_MAX_QUEUED_REQUESTS" "KZERO_MAX_PROMPT_TOKENS" "KZERO_MAX_TOKENS_CAP" "KZERO_MAX_STOP_SEQUENCES" "KZERO_MAX_STOP_LENGTH" "KZERO_MAX_REQUEST_BYTES" "KZERO_API_KEY" "KZERO_API_KEY_FILE" "KZERO_AUTH_HEALTH" "KZERO_AUTH_METRICS" "KZERO_PREFIX_CACHE_DIR" "KZERO_PREFIX_CACHE_MAX_BYTES" | toJson -}}
 {{- end -}}
 
 {{/*
@@ -246,6 +246,37 @@ capabilities:
   drop: [ALL]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The prompt-prefix cache of llama.cpp models (prefixCache). Each CPU model's
+predictor mounts the cache PVC a second time, writable, with subPath
+prefixes/<model>: the only place it can write. The model files stay behind the
+read-only mount at cache.mountPath. The mount path is fixed: it must not be
+cache.mountPath, inside it (the runtime could not create the mount point in a
+read-only mount) or above it.
+*/}}
+{{- define "kzero.prefixCacheMountPath" -}}
+/var/cache/kzero-prefixes
+{{- end -}}
+
+{{/* The model's prefix directory inside the cache volume. Call with the model name. */}}
+{{- define "kzero.prefixCacheSubPath" -}}
+{{- printf "prefixes/%s" . -}}
+{{- end -}}
+
+{{/* Whether a merged model (call with (dict "root" $ "model" $m)) gets the writable prefix mount. */}}
+{{- define "kzero.prefixCacheWritable" -}}
+{{- if and .root.Values.prefixCache.enabled (eq .model.device "cpu") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Fails rendering when cache.mountPath and the prefix mount overlap. */}}
+{{- define "kzero.checkPrefixCacheMountPath" -}}
+{{- $prefix := include "kzero.prefixCacheMountPath" . -}}
+{{- $cache := clean .Values.cache.mountPath -}}
+{{- if or (eq $cache $prefix) (hasPrefix (printf "%s/" $cache) $prefix) (hasPrefix (printf "%s/" $prefix) $cache) -}}
+{{- fail (printf "cache.mountPath %s overlaps the prefix cache mount %s: choose another cache.mountPath, or set prefixCache.enabled false" .Values.cache.mountPath $prefix) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Writable paths on a read-only root: HOME and /tmp are emptyDirs. */}}
