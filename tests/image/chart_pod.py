@@ -42,6 +42,7 @@ class Volume:
     kind: str
     mount_path: str
     read_only: bool
+    sub_path: str = ""  # a directory inside the volume, mounted instead of its root
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def _volumes(mounts: list[dict], pod_volumes: list[dict]) -> list[Volume]:
             kind, read_only = "emptyDir", bool(mount.get("readOnly"))
         else:
             raise UnsupportedSpec(f"volume {mount['name']}: only PVCs and emptyDirs: {source}")
-        volumes.append(Volume(mount["name"], kind, mount["mountPath"], read_only))
+        volumes.append(
+            Volume(mount["name"], kind, mount["mountPath"], read_only, mount.get("subPath", ""))
+        )
     return volumes
 
 

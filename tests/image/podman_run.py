@@ -59,14 +59,26 @@ def free_port() -> int:
 
 def prepare_volume(container: Container, name: str, host_dir: Path) -> None:
     """Make ``host_dir`` what kubelet would mount for volume ``name``."""
-    (volume,) = [v for v in container.volumes if v.name == name]
+    mounts = [v for v in container.volumes if v.name == name]
     host_dir.mkdir(parents=True, exist_ok=True)
-    if volume.kind == "emptyDir":
+    if mounts[0].kind == "emptyDir":
         host_dir.chmod(0o777)
     elif container.fs_group is not None:
         # fsGroup: the volume's files belong to the group, which may write them.
         os.chown(host_dir, 0, container.fs_group)
         host_dir.chmod(0o2775)
+    for mount in mounts:
+        if mount.sub_path:
+            # The chart's warm Job makes each subPath directory (prefixCache)
+            # as the predictors' UID before they start.
+            parts = Path(mount.sub_path).parts
+            for depth in range(1, len(parts) + 1):
+                path = host_dir.joinpath(*parts[:depth])
+                path.mkdir(exist_ok=True)
+                if container.run_as_user is not None:
+                    group = container.run_as_group if container.run_as_group is not None else -1
+                    os.chown(path, container.run_as_user, group)
+                path.chmod(0o770)
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,8 @@ def run_plan(container: Container, volume_dirs: dict[str, Path]) -> RunPlan:
         options.append(f"--memory={memory_bytes(container.memory_limit)}")
     for volume in container.volumes:
         mode = "ro" if volume.read_only else "rw"
-        options.append(f"--volume={volume_dirs[volume.name]}:{volume.mount_path}:{mode}")
+        source = volume_dirs[volume.name] / volume.sub_path
+        options.append(f"--volume={source}:{volume.mount_path}:{mode}")
     options += [f"--env={name}={value}" for name, value in container.env.items()]
     published = {port: free_port() for port in container.ports}
     options += [f"--publish=127.0.0.1:{host}:{port}" for port, host in published.items()]

@@ -77,8 +77,11 @@ def test_predictor_container_is_read_from_the_rendered_objects(rendered: list[di
     assert container.dropped_capabilities == security["capabilities"]["drop"]
     mounts = {m["mountPath"]: m for m in model["volumeMounts"]}
     assert {v.mount_path for v in container.volumes} == set(mounts)
-    (cache,) = [v for v in container.volumes if v.kind == "pvc"]
+    (cache,) = [v for v in container.volumes if v.kind == "pvc" and not v.sub_path]
     assert cache.read_only, "predictors mount the model cache read-only"
+    (prefixes,) = [v for v in container.volumes if v.kind == "pvc" and v.sub_path]
+    assert prefixes.sub_path == f"prefixes/{name}" and not prefixes.read_only
+    assert container.env["KZERO_PREFIX_CACHE_DIR"] == prefixes.mount_path
     assert container.startup_probe and container.readiness_probe
     assert container.startup_probe.path == model["startupProbe"]["httpGet"]["path"]
     assert container.readiness_probe.path == model["readinessProbe"]["httpGet"]["path"]
