@@ -562,6 +562,7 @@ class LlamaEngine:
         """One llama_decode over every active sequence; then sample and deliver."""
         self._resolve_waits()
         if self._store is not None:
+            self._run_queued_copies()
             self._take_snapshots()
         batch = self._batch
         count = 0
@@ -620,17 +621,40 @@ class LlamaEngine:
         """Requests with prompt left to compute this step, in arrival order.
 
         One whose shared prefix is still being copied in waits a step, so that
-        its cells hold exactly that prefix when it is saved, unless nothing
-        else would run this step (then the save is skipped).
+        its cells hold exactly that prefix when it is saved (``_run_queued_copies``
+        makes sure that step comes).
         """
-        ready = [s for s in self._active if s.waiting_for is None and s.prefilled < len(s.prompt)]
-        holding = [s for s in ready if s.snapshot_length and s.copy_queued]
-        running = [s for s in ready if s not in holding]
-        if holding and not running and decoding == 0:
-            for sequence in holding:
-                sequence.snapshot_length = 0
-            return ready
-        return running
+        return [
+            s
+            for s in self._active
+            if s.waiting_for is None
+            and s.prefilled < len(s.prompt)
+            and not (s.snapshot_length and s.copy_queued)
+        ]
+
+    def _run_queued_copies(self) -> None:
+        """When only requests waiting for a copy to save are left, run the copy now.
+
+        llama.cpp performs a queued stream copy at the start of a decode, and has
+        no call that only performs it. So decode the first held request's next
+        prompt token alone and drop that cell again: the copy has run, and the
+        cells hold exactly the shared prefix, ready to save. One extra decode of
+        one token, once per saved prefix.
+        """
+        held = [s for s in self._active if s.snapshot_length and s.copy_queued]
+        others = [s for s in self._active if s.waiting_for is None and s not in held]
+        if not held or others:
+            return
+        sequence = held[0]
+        position = sequence.prefilled
+        self._add(self._batch, 0, sequence.prompt[position], position, sequence.seq_id, False)
+        self._batch.n_tokens = 1
+        status = self._lib.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}")
+        self._lib.llama_memory_seq_rm(self._memory, sequence.seq_id, position, -1)
+        for each in self._active:
+            each.copy_queued = False
 
     def _greedy(self, index: int) -> int:
         """The most likely token of batch position ``index``.
