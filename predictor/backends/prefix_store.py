@@ -218,11 +218,13 @@ class PrefixStore:
                 header["sha256"],
             )
             key = header["key"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # nested too deep
             raise PrefixFileError(CORRUPT, f"unreadable header: {exc}") from None
         if key != asdict(self.key):
             raise PrefixFileError(FOREIGN, "saved for another model, llama.cpp build or KV layout")
-        if not isinstance(n_tokens, int) or not isinstance(block_bytes, int) or n_tokens <= 0:
+        if not isinstance(n_tokens, int) or not isinstance(block_bytes, int):
+            raise PrefixFileError(CORRUPT, "bad lengths in the header")
+        if n_tokens <= 0 or block_bytes <= 0:  # a negative block could fit a shorter body
             raise PrefixFileError(CORRUPT, "bad lengths in the header")
         body = data[body_start:]
         if len(body) != 4 * n_tokens + block_bytes:
