@@ -285,6 +285,12 @@ class LlamaEngine:
         n_stream = self.config.n_parallel
         for slot, prefix in zip(self._slots, store.load_recent(len(self._slots)), strict=False):
             if len(prefix.tokens) >= self.n_ctx_per_seq:
+                logger.warning(
+                    "prefix cache: %s holds %d tokens, more than this context's %d per sequence",
+                    prefix.path,
+                    len(prefix.tokens),
+                    self.n_ctx_per_seq,
+                )
                 store.report(REJECTED)
                 continue
             payload = state_payload(prefix.block, n_stream)

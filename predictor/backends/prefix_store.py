@@ -309,6 +309,10 @@ class PrefixStore:
         with exclusive(self.directory / ".lock", timeout_s=_LOCK_TIMEOUT_S):
             if target.exists():  # another pod saved it first
                 return
+            # Every write holds the lock: a temporary file found now was left by
+            # a writer that died mid-save.
+            for stale in self.directory.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             self._evict_for(len(content))
             temporary = self.directory / f".{target.name}.{os.getpid()}.tmp"
             try:
