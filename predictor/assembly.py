@@ -6,8 +6,8 @@ module, called in one direction, in two stages:
     model_start.start_model, before KServe and the web stack are imported:
       plan_model (model_plan) -> open_before_port (cache, backends.open_backend)
         or, for a remote model with a known backend, open_after_port in the load
-      -> the engine's load and warm-up: on a thread of its own from then on
-         (llama.cpp), or later in the server's loop (vLLM)
+      -> the engine's load: on a thread of its own from then on (llama.cpp), or
+         later in the server's loop (vLLM); the warm-up always in the server's loop
     build_predictor and serve_model here, once they are imported:
       GenerationService + Lifecycle -> KzeroModel -> routes on KServe's app -> ModelServer
 """

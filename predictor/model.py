@@ -38,7 +38,7 @@ from predictor.errors import (
 from predictor.generation import GenerationService, Prepared
 from predictor.lifecycle import Lifecycle
 from predictor.metrics import BACKEND_INFO, COLD_START
-from predictor.model_load import LoadedModel, LoadModel, ModelFetchError, load_and_warm_up
+from predictor.model_load import LoadedModel, LoadModel, ModelFetchError, load_backend, warm_up
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from predictor.process_clock import seconds_since_process_start
 
@@ -105,8 +105,8 @@ class KzeroModel(Model):
         max_instances: int = 16,
         load: LoadModel | None = None,
     ) -> None:
-        """``load`` fetches (if need be), loads and warms up the engine; by default
-        the service's backend loads in the server's event loop."""
+        """``load`` fetches (if need be) and loads the engine; by default the
+        service's backend loads in the server's event loop."""
         super().__init__(service.model_name)
         self.service = service
         self.max_instances = max_instances
@@ -136,11 +136,13 @@ class KzeroModel(Model):
             self._loading.result()  # an unexpected error surfaces as before
 
     async def _load_in_this_loop(self) -> LoadedModel:
-        return await load_and_warm_up(self.service.backend, self.selection_reason)
+        return await load_backend(self.service.backend, self.selection_reason)
 
     async def _fetch_and_load(self) -> None:
         try:
             loaded = await self._load()
+            # In this loop, also after a load on a thread of its own: see predictor/model_load.py.
+            warm_up_s = await warm_up(loaded.backend)
         except ModelFetchError as exc:
             self.lifecycle.fail(f"cannot fetch the model: {exc}")
             return
@@ -151,7 +153,7 @@ class KzeroModel(Model):
         labels = (self.name, self.service.backend_name)
         COLD_START.labels("load", *labels).observe(loaded.load_s)
         # Not one of metrics.EVERY_PROCESS_PHASES: assembly.build_predictor exports it at 0.
-        COLD_START.labels(WARM_UP_PHASE, *labels).observe(loaded.warm_up_s)
+        COLD_START.labels(WARM_UP_PHASE, *labels).observe(warm_up_s)
         info = loaded.backend.info
         self.service.admission.resize(info.max_parallel)
         BACKEND_INFO.labels(
@@ -164,7 +166,7 @@ class KzeroModel(Model):
         logger.info(
             "model %s ready %.2fs after process start (load %.2fs, warm-up %.2fs): backend=%s "
             "device=%s quantization=%s context=%d (%s)",
-            self.name, ready_after, loaded.load_s, loaded.warm_up_s, info.backend, info.device,
+            self.name, ready_after, loaded.load_s, warm_up_s, info.backend, info.device,
             info.quantization, info.context_length, self.selection_reason,
         )  # fmt: skip
 

@@ -1,15 +1,21 @@
-"""Loading the engine and warming it up: in the server's event loop, or on a thread of its own.
+"""Loading the engine, in the server's event loop or on a thread of its own; the warm-up.
 
-``KzeroModel.start_engine`` awaits a ``LoadModel``; which one is the assembly's
-choice (predictor/assembly.py):
+``KzeroModel.start_engine`` awaits a ``LoadModel``, then runs a one-token
+warm-up in the server's loop. Where the load runs is the assembly's choice
+(predictor/model_start.py):
 
 - ``BackgroundLoad``: the llama.cpp backend starts loading before KServe and the
   web stack are imported, on a thread and event loop of its own. Its load is C
-  code (reading the weights, allocating and clearing the KV cache, the warm-up
-  decode) that releases the GIL, so on a second core it overlaps the imports,
+  code (mapping the weights, allocating and clearing the KV cache), mostly on
+  one thread and without the GIL, so on a second core it overlaps the imports,
   which are the longer part of a cold start.
 - the plain coroutine, awaited in the server's loop: vLLM's ``AsyncLLM`` must be
   created in the loop that serves it.
+
+The warm-up is not part of the background load: it is a decode on all of the
+engine's threads (the CPU quota), which on a small pod would take the core the
+imports run on. After the imports it takes about 20 ms here; during them, up to
+150 ms, and it slows them.
 """
 
 from __future__ import annotations
@@ -30,15 +36,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A loaded, warmed-up engine, why it was chosen, and what its start cost."""
+    """A loaded engine, why it was chosen, and how long its load took."""
 
     backend: Backend
     reason: str
     load_s: float
-    warm_up_s: float
 
 
-# Fetches (if the model comes after the port), loads and warms up the engine.
+# Fetches (if the model comes after the port), then loads the engine.
 LoadModel = Callable[[], Awaitable[LoadedModel]]
 
 
@@ -46,25 +51,25 @@ class ModelFetchError(Exception):
     """A model fetched after the port opened could not be fetched or opened."""
 
 
-async def load_and_warm_up(backend: Backend, reason: str) -> LoadedModel:
-    """``Backend.load`` (the weights), then a one-token warm-up, each timed."""
+async def load_backend(backend: Backend, reason: str) -> LoadedModel:
+    """``Backend.load`` (the weights and the context), timed."""
     started = time.perf_counter()
     await backend.load()
-    loaded = time.perf_counter()
-    await warm_up(backend)
-    return LoadedModel(backend, reason, loaded - started, time.perf_counter() - loaded)
+    return LoadedModel(backend, reason, time.perf_counter() - started)
 
 
-async def warm_up(backend: Backend) -> None:
+async def warm_up(backend: Backend) -> float:
     """One token through the real path pages the weights in and builds the compute
     graph, so the first user request does not pay for it. It bypasses
-    GenerationService so it is not counted in request metrics."""
+    GenerationService so it is not counted in request metrics. Returns its seconds."""
+    started = time.perf_counter()
     ids = await asyncio.to_thread(backend.tokenize, "Hello")
     prompt = Prompt(text="Hello", token_ids=ids)
     async for _ in backend.generate(
         "warm-up", prompt, SamplingOptions(max_tokens=1, temperature=0.0)
     ):
         pass
+    return time.perf_counter() - started
 
 
 class BackgroundLoad:

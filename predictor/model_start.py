@@ -21,7 +21,7 @@ from predictor.model_load import (
     LoadedModel,
     LoadModel,
     ModelFetchError,
-    load_and_warm_up,
+    load_backend,
 )
 from predictor.model_plan import ModelPlan, open_after_port, open_before_port, plan_model
 from predictor.settings import Settings
@@ -82,7 +82,7 @@ def start_model(settings: Settings, *, wrap_backend: BackendWrapper | None = Non
         opened = open_before_port(plan, settings)
         name, kind, reason = opened.model_name, opened.kind, opened.reason
         backend = wrap(opened.backend)
-        load = functools.partial(load_and_warm_up, backend, reason)
+        load = functools.partial(load_backend, backend, reason)
     if kind in LOADS_BEFORE_THE_SERVER:
         background = BackgroundLoad(load)
         return StartedModel(name, kind.value, backend, reason, background.result, background)
@@ -98,4 +98,4 @@ async def _fetch_and_load(plan: ModelPlan, settings: Settings, wrap: BackendWrap
         opened = await open_after_port(plan, settings)
     except Exception as exc:
         raise ModelFetchError(str(exc)) from exc
-    return await load_and_warm_up(wrap(opened.backend), opened.reason)
+    return await load_backend(wrap(opened.backend), opened.reason)
