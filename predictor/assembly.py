@@ -1,82 +1,59 @@
-"""Wiring: settings -> model plan -> backend -> service, lifecycle and KServe model -> server.
+"""Wiring: the started model -> service, lifecycle and KServe model -> routes -> server.
 
 Nothing here decides anything; each step is the named function of its own
-module, called in one direction:
+module, called in one direction, in two stages:
 
-    plan_model (model_plan) -> open_before_port (cache, backends.open_backend)
-      or, for a remote model with a known backend, open_after_port in start_engine
-    -> GenerationService + Lifecycle -> KzeroModel -> routes on KServe's app -> ModelServer
+    model_start.start_model, before KServe and the web stack are imported:
+      plan_model (model_plan) -> open_before_port (cache, backends.open_backend)
+        or, for a remote model with a known backend, open_after_port in the load
+      -> the engine's load: on a thread of its own from then on (llama.cpp), or
+         later in the server's loop (vLLM); the warm-up always in the server's loop
+    build_predictor and serve_model here, once they are imported:
+      GenerationService + Lifecycle -> KzeroModel -> routes on KServe's app -> ModelServer
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import logging
-from collections.abc import Callable
+
+from kserve import model_server as kserve_model_server
+from kserve.model_server import ModelServer
 
 from predictor.admission import Admission
+from predictor.app import mount
 from predictor.auth import configured_admin_key_hashes, configured_key_hashes
-from predictor.backends.base import Backend
-from predictor.backends.open import OpenedBackend
 from predictor.generation import GenerationService, RequestLimits
 from predictor.header_timeout import with_header_timeout
 from predictor.lifecycle import Lifecycle
 from predictor.metrics import COLD_START, initialise_series
-from predictor.model import KzeroModel, OpenAfterPort
-from predictor.model_plan import open_after_port, open_before_port, plan_model
+from predictor.model import WARM_UP_PHASE, KzeroModel
+from predictor.model_start import StartedModel
 from predictor.process_clock import seconds_since_process_start
 from predictor.settings import Settings
+from predictor.start_up import start_up_done
 
 logger = logging.getLogger(__name__)
 
-# Wraps the engine object before it loads; the integration tests inject faults
-# and hold loads through it, so that they run the real server otherwise.
-BackendWrapper = Callable[[Backend], Backend]
 
+def build_predictor(settings: Settings, started: StartedModel) -> KzeroModel:
+    """The KServe model for the started model, with kzero's routes mounted on KServe's app.
 
-def build_predictor(
-    settings: Settings, *, wrap_backend: BackendWrapper | None = None
-) -> KzeroModel:
-    """The KServe model for the settings, with kzero's routes mounted on KServe's app.
-
-    A local model, or a remote one whose files decide the backend, is opened
-    here, before the port opens: raises ``BackendLoadError`` when no engine can
-    serve it, ``CacheError`` when its bytes cannot be fetched or verified. A
-    remote model with a known backend is fetched by ``start_engine`` instead,
-    and those errors end the process there.
+    Called once KServe's server and the web stack are imported: the
+    ``process_start`` phase ends here. Raises ``ApiKeyConfigError`` for an
+    unreadable key file.
     """
-    from kserve import model_server as kserve_model_server
-
-    from predictor.app import mount
-
     imports_done = seconds_since_process_start()
-    plan = plan_model(settings)
-    if plan.fetched_after_port_opens:
-        assert plan.name is not None and plan.backend is not None
-        model_name, backend_name = plan.name, plan.backend.value
-        backend: Backend | None = None
-        reason = "fetched after the port opened"
-        opener: OpenAfterPort | None = functools.partial(open_after_port, plan, settings)
-        logger.info(
-            "serving %s as '%s' with %s once it is fetched",
-            plan.uri.redacted(), model_name, backend_name,
-        )  # fmt: skip
-    else:
-        opened = open_before_port(plan, settings)
-        model_name, backend_name = opened.model_name, opened.kind.value
-        backend, reason, opener = opened.backend, opened.reason, None
-    initialise_series(model_name, backend_name)
-    COLD_START.labels("process_start", model_name, backend_name).observe(imports_done)
+    labels = (started.name, started.backend_name)
+    initialise_series(*labels)
+    COLD_START.labels(WARM_UP_PHASE, *labels)  # at 0 until the warm-up ran
+    COLD_START.labels("process_start", *labels).observe(imports_done)
 
-    if wrap_backend is not None:
-        backend, opener = _wrapped(backend, opener, wrap_backend)
-    lifecycle = Lifecycle(model_name, drain_timeout_s=settings.drain_timeout_s)
+    lifecycle = Lifecycle(started.name, drain_timeout_s=settings.drain_timeout_s)
     service = GenerationService(
-        backend,
-        backend_name=backend_name,
-        model_name=model_name,
+        started.backend,
+        backend_name=started.backend_name,
+        model_name=started.name,
         limits=request_limits(settings),
         # Running slots follow the engine's parallelism once it is loaded.
         admission=Admission(max_running=1, max_queued=settings.max_queued_requests),
@@ -92,24 +69,10 @@ def build_predictor(
     return KzeroModel(
         service,
         lifecycle,
-        selection_reason=reason,
+        selection_reason=started.reason,
         max_instances=settings.max_predict_instances,
-        open_after_port=opener,
+        load=started.load,
     )
-
-
-def _wrapped(
-    backend: Backend | None, opener: OpenAfterPort | None, wrap: BackendWrapper
-) -> tuple[Backend | None, OpenAfterPort | None]:
-    if opener is None:
-        assert backend is not None
-        return wrap(backend), None
-
-    async def open_and_wrap() -> OpenedBackend:
-        opened = await opener()
-        return dataclasses.replace(opened, backend=wrap(opened.backend))
-
-    return None, open_and_wrap
 
 
 def request_limits(settings: Settings) -> RequestLimits:
@@ -158,7 +121,6 @@ def serve_model(
 
     The model loads in the background while the port is open.
     """
-    from kserve import ModelServer
 
     class HostModelServer(ModelServer):
         """KServe 0.21.0 always binds 0.0.0.0 and takes uvicorn's default protocol
@@ -176,5 +138,6 @@ def serve_model(
             await super()._serve()
 
     logger.info("event loop: %s", install_event_loop(event_loop))
+    start_up_done()
     HostModelServer(http_port=http_port, enable_grpc=enable_grpc).start([model])
     return model.lifecycle.exit_code

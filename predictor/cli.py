@@ -15,6 +15,7 @@ container entry point). Serve flags are KServe's own (``--http_port``,
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import importlib.util
 import logging
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ByteSize, ValidationError
 
@@ -35,9 +36,10 @@ from predictor.cache.errors import CacheError
 from predictor.cli_parsing import ArgumentParser, run_command, run_parsed, set_run
 from predictor.default_model import DefaultModelMissing
 from predictor.settings import Settings
+from predictor.start_up import begin_start_up, start_up_done
 
 if TYPE_CHECKING:
-    from predictor.assembly import BackendWrapper
+    from predictor.model_start import BackendWrapper, StartedModel
 
 logger = logging.getLogger("predictor")
 
@@ -93,7 +95,10 @@ def build_serve_parser(prog: str = "kzero serve") -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
         description="Serve an LLM with an OpenAI-compatible API inside KServe's model server.",
-        parents=[kserve_parser],
+        # A copy: resolving a conflict (--model_name is KServe's and kzero's) takes
+        # the option string off the parent's own action, and a second serve parser
+        # in the process would then read KServe's default name into model_name.
+        parents=[copy.deepcopy(kserve_parser)],
         conflict_handler="resolve",
     )
     add_settings_flags(parser)
@@ -113,6 +118,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def configure_logging() -> None:
+    """KServe's log format on the ``predictor`` logger; once per process."""
+    if logger.handlers:
+        return
     from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT
 
     handler = logging.StreamHandler()
@@ -122,41 +130,134 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def serve(args: argparse.Namespace, wrap_backend: BackendWrapper | None = None) -> int:
-    """Settings from the flags and environment, then the model, then the server."""
+@dataclass(frozen=True)
+class EarlyStart:
+    """The settings and the model, started before KServe's server was imported."""
+
+    settings: Settings
+    model: StartedModel
+
+
+def serve(
+    args: argparse.Namespace,
+    wrap_backend: BackendWrapper | None = None,
+    early: EarlyStart | None = None,
+) -> int:
+    """Settings from the flags and environment, then the model, then the server.
+
+    ``early``: what ``serve_main`` started before the full command line was
+    parsed; its settings are the ones these flags give (the same flags, read by
+    the same definitions).
+    """
     configure_logging()
-    try:
-        settings = settings_from_args(args)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        logger.error("invalid setting %s: %s", ".".join(map(str, first["loc"])), first["msg"])
-        return 2
+    if early is None:
+        try:
+            settings = settings_from_args(args)
+        except ValidationError as exc:
+            log_invalid_setting(exc)
+            return 2
+        started = start_or_refuse(settings, wrap_backend)
+        if isinstance(started, int):
+            return started
+        early = EarlyStart(settings, started)
     from predictor.assembly import build_predictor, serve_model
 
+    settings = early.settings
     try:
-        model = build_predictor(settings, wrap_backend=wrap_backend)
-        return serve_model(
-            model,
-            host=settings.host,
-            header_timeout_s=settings.header_timeout_s,
-            http_port=args.http_port,
-            enable_grpc=args.enable_grpc,
-            event_loop=args.event_loop,
-        )
-    except (BackendLoadError, CacheError, DefaultModelMissing, ApiKeyConfigError) as exc:
+        model = build_predictor(settings, early.model)
+    except ApiKeyConfigError as exc:
+        early.model.release()
+        logger.error("cannot start: %s", exc)
+        return 1
+    return serve_model(
+        model,
+        host=settings.host,
+        header_timeout_s=settings.header_timeout_s,
+        http_port=args.http_port,
+        enable_grpc=args.enable_grpc,
+        event_loop=args.event_loop,
+    )
+
+
+def log_invalid_setting(exc: ValidationError) -> None:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    logger.error("invalid setting %s: %s", ".".join(map(str, first["loc"])), first["msg"])
+
+
+def start_or_refuse(settings: Settings, wrap_backend: BackendWrapper | None) -> StartedModel | int:
+    """The started model, or exit code 1 after one line saying why it cannot be served."""
+    from predictor.model_start import start_model
+
+    try:
+        return start_model(settings, wrap_backend=wrap_backend)
+    except (BackendLoadError, CacheError, DefaultModelMissing) as exc:
         # Fail fast with one readable line: Kubernetes shows it in the crash loop.
         logger.error("cannot start: %s", exc)
         return 1
 
 
+class _Refused(Exception):
+    """The early parse met something the full parser will refuse, and say better."""
+
+
+class _EarlyParser(ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(message)
+
+
+def early_settings(argv: Sequence[str]) -> Settings | None:
+    """kzero's settings from its own flags and the environment, read before KServe is imported.
+
+    The same flag definitions as the full parser's (``add_settings_flags``), with
+    everything else (KServe's flags) left over, so the settings are the ones the
+    full parse will give. None when the full parser must speak first: for
+    ``--help``, and for anything it refuses, which it reports with its usage.
+    """
+    if "-h" in argv or "--help" in argv:
+        return None
+    parser = _EarlyParser(add_help=False)
+    add_settings_flags(parser)
+    try:
+        known, _ = parser.parse_known_args(list(argv))
+        return settings_from_args(known)
+    except (_Refused, ValidationError):
+        return None
+
+
 def serve_main(
     argv: Sequence[str], prog: str = "kzero serve", wrap_backend: BackendWrapper | None = None
 ) -> int:
-    """``kzero serve``; ``wrap_backend`` lets the integration tests inject faults."""
-    parser = build_serve_parser(prog)
-    if wrap_backend is not None:
-        set_run(parser, partial(serve, wrap_backend=wrap_backend))
-    return run_command(parser, argv, [*prog.split(), *argv])
+    """``kzero serve``; ``wrap_backend`` lets the integration tests inject faults.
+
+    In two stages, so that the model loads while the server is imported (the
+    longer part of a cold start, docs/architecture.md): kzero's own flags first,
+    which need only pydantic, and the model's start (``model_start``); then the
+    full parser, KServe's flags with kzero's, which imports KServe's server, and
+    the server itself.
+    """
+    begin_start_up()
+    try:
+        early: EarlyStart | None = None
+        settings = early_settings(argv)
+        if settings is not None:
+            configure_logging()
+            started = start_or_refuse(settings, wrap_backend)
+            if isinstance(started, int):
+                return started
+            early = EarlyStart(settings, started)
+        parser = build_serve_parser(prog)
+        set_run(parser, partial(serve, wrap_backend=wrap_backend, early=early))
+        try:
+            return run_command(parser, argv, [*prog.split(), *argv])
+        except BaseException:
+            # A flag refused after the model began to load (argparse's exit 2),
+            # uvicorn's exit when the port is taken, Ctrl-C during start-up: the
+            # process is leaving, so let the load end and free the engine first.
+            if early is not None:
+                early.model.release()
+            raise
+    finally:
+        start_up_done()
 
 
 @dataclass(frozen=True)
@@ -245,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     chosen = parser.parse_args(argv)
     command = COMMANDS[chosen.command]
+    if command.name == "serve":
+        return serve_main(chosen.args)
     build_parser = _parser_factory(command)
     if build_parser is None:
         print(BENCH_NOT_INSTALLED, file=sys.stderr)

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from kserve import Model
+
+# Submodules, never `from kserve import ...`: the serve path imports KServe's
+# server without kserve/__init__.py (predictor/start_up.py).
 from kserve.errors import InvalidInput
+from kserve.model import Model
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.backends.base import Prompt, SamplingOptions
-from predictor.backends.open import OpenedBackend
 from predictor.errors import (
     InvalidBody,
     InvalidParam,
@@ -38,6 +38,7 @@ from predictor.errors import (
 from predictor.generation import GenerationService, Prepared
 from predictor.lifecycle import Lifecycle
 from predictor.metrics import BACKEND_INFO, COLD_START
+from predictor.model_load import LoadedModel, LoadModel, ModelFetchError, load_backend, warm_up
 from predictor.openai.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from predictor.process_clock import seconds_since_process_start
 
@@ -45,14 +46,13 @@ logger = logging.getLogger(__name__)
 
 # How often a ready model asks its engine whether it is still alive.
 ENGINE_HEALTH_POLL_S = 5.0
+# kzero_cold_start_seconds{phase}: the one-token warm-up after the load, before ready.
+WARM_UP_PHASE = "warm_up"
 
 PREDICT_HELP = (
     'send {"instances": [{"prompt": "..."}]} or {"instances": [{"messages": [...]}]}, '
     "with optional max_tokens, temperature, top_p, seed and stop per instance"
 )
-
-# Opens a remote model fetched after the port opened (model_plan.open_after_port).
-OpenAfterPort = Callable[[], Awaitable[OpenedBackend]]
 
 
 class PredictError(Exception):
@@ -103,14 +103,16 @@ class KzeroModel(Model):
         *,
         selection_reason: str,
         max_instances: int = 16,
-        open_after_port: OpenAfterPort | None = None,
+        load: LoadModel | None = None,
     ) -> None:
+        """``load`` fetches (if need be) and loads the engine; by default the
+        service's backend loads in the server's event loop."""
         super().__init__(service.model_name)
         self.service = service
         self.max_instances = max_instances
         self.lifecycle = lifecycle
         self.selection_reason = selection_reason
-        self._open_after_port = open_after_port
+        self._load = load or self._load_in_this_loop
         self._background: set[asyncio.Task[None]] = set()
         self._loading: asyncio.Task[None] | None = None
         # True only so that ModelServer.start registers us; healthy() decides readiness.
@@ -133,26 +135,26 @@ class KzeroModel(Model):
         if not self._loading.cancelled():
             self._loading.result()  # an unexpected error surfaces as before
 
+    async def _load_in_this_loop(self) -> LoadedModel:
+        return await load_backend(self.service.backend, self.selection_reason)
+
     async def _fetch_and_load(self) -> None:
-        if self._open_after_port is not None:
-            try:
-                opened = await self._open_after_port()
-            except Exception as exc:
-                self.lifecycle.fail(f"cannot fetch the model: {exc}")
-                return
-            self.service.backend, self.selection_reason = opened.backend, opened.reason
-        load_started = time.perf_counter()
-        backend = self.service.backend
         try:
-            await backend.load()
-            load_s = time.perf_counter() - load_started
-            await self._warm_up()
+            loaded = await self._load()
+            # In this loop, also after a load on a thread of its own: see predictor/model_load.py.
+            warm_up_s = await warm_up(loaded.backend)
+        except ModelFetchError as exc:
+            self.lifecycle.fail(f"cannot fetch the model: {exc}")
+            return
         except Exception as exc:
             self.lifecycle.fail(f"cannot load the model: {exc}")
             return
+        self.service.backend, self.selection_reason = loaded.backend, loaded.reason
         labels = (self.name, self.service.backend_name)
-        COLD_START.labels("load", *labels).observe(load_s)
-        info = backend.info
+        COLD_START.labels("load", *labels).observe(loaded.load_s)
+        # Not one of metrics.EVERY_PROCESS_PHASES: assembly.build_predictor exports it at 0.
+        COLD_START.labels(WARM_UP_PHASE, *labels).observe(warm_up_s)
+        info = loaded.backend.info
         self.service.admission.resize(info.max_parallel)
         BACKEND_INFO.labels(
             info.backend, info.device, self.name, info.quantization, self.selection_reason
@@ -162,10 +164,10 @@ class KzeroModel(Model):
         ready_after = seconds_since_process_start()
         COLD_START.labels("ready", *labels).observe(ready_after)
         logger.info(
-            "model %s ready %.2fs after process start: backend=%s device=%s quantization=%s "
-            "context=%d (%s)",
-            self.name, ready_after, info.backend, info.device, info.quantization,
-            info.context_length, self.selection_reason,
+            "model %s ready %.2fs after process start (load %.2fs, warm-up %.2fs): backend=%s "
+            "device=%s quantization=%s context=%d (%s)",
+            self.name, ready_after, loaded.load_s, warm_up_s, info.backend, info.device,
+            info.quantization, info.context_length, self.selection_reason,
         )  # fmt: skip
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -180,18 +182,6 @@ class KzeroModel(Model):
             await asyncio.sleep(ENGINE_HEALTH_POLL_S)
             if self.lifecycle.serving and not await self.service.backend.healthy():
                 self.lifecycle.fail("the engine reports itself unhealthy")
-
-    async def _warm_up(self) -> None:
-        # One token through the real path pages the weights in and builds the
-        # compute graph, so the first user request does not pay for it. It
-        # bypasses GenerationService so it is not counted in request metrics.
-        backend = self.service.backend
-        ids = await asyncio.to_thread(backend.tokenize, "Hello")
-        prompt = Prompt(text="Hello", token_ids=ids)
-        async for _ in backend.generate(
-            "warm-up", prompt, SamplingOptions(max_tokens=1, temperature=0.0)
-        ):
-            pass
 
     async def healthy(self) -> bool:
         """Readiness: false while loading, draining or failed, so Knative routes elsewhere."""

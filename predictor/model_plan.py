@@ -9,8 +9,11 @@ checks the files and builds the engine.
 A remote model whose backend is known from the settings or the URI alone is
 fetched after the port opens (``ModelPlan.fetched_after_port_opens``): the
 download may take minutes, and meanwhile ``/metrics`` shows the cache miss and
-readiness answers 503, instead of a pod that cannot be scraped. Everything
-else is opened before the port, so a bad model crash-loops with one line.
+readiness answers 503, instead of a pod that cannot be scraped. (The download
+is part of the model's load, which for llama.cpp starts on a thread of its own
+while the server is still being imported: the port never waits for it.)
+Everything else is opened before the port, so a bad model crash-loops with one
+line.
 """
 
 from __future__ import annotations
