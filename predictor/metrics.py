@@ -85,8 +85,9 @@ REQUESTS_WAITING = Gauge(
 COLD_START = Histogram(
     "kzero_cold_start_seconds",
     "Duration of each cold-start phase: process_start (process start to imports done), "
-    "cache (lookup), download, verify (sha256), load (engine and weights), ready "
-    "(process start to ready to serve).",
+    "cache (lookup), download, verify (sha256), load (engine and weights, on a thread "
+    "that overlaps the imports), warm_up (one token through the engine), ready (process "
+    "start to ready to serve).",
     ("phase", *LABELS),
     buckets=_COLD_START_BUCKETS,
 )
