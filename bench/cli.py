@@ -78,6 +78,7 @@ from predictor.cli_parsing import (
     ArgumentParser,
     CommandError,
     positive_int,
+    positive_ints,
     run_command,
     set_run,
 )
@@ -96,16 +97,6 @@ SETUP_NAMES = {
 }
 # Setups that decode their concurrent requests together, one step for all.
 BATCHING_SETUPS = ("b", "d")
-
-
-def _concurrency_levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,4, got '{text}'") from None
-    if not levels or any(level < 1 for level in levels):
-        raise argparse.ArgumentTypeError("concurrency levels must be positive")
-    return levels
 
 
 KZERO_DEFAULT = "default"
@@ -186,7 +177,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
     )
     parser.add_argument(
         "--concurrency",
-        type=_concurrency_levels,
+        type=positive_ints,
         default=(1, 4, 8),
         help="Comma-separated numbers of requests sent at once. Default: 1,4,8.",
     )

@@ -83,7 +83,7 @@ from bench.servers import (
     launch_llama_cpp_server,
     launch_llama_server,
 )
-from predictor.cli_parsing import CommandError, positive_int, set_run
+from predictor.cli_parsing import CommandError, positive_int, positive_ints, set_run
 from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
 
@@ -112,16 +112,6 @@ DESCRIPTION = (
     "first request after kzero serve starts with a prefix directory warmed by an earlier "
     "process, against an empty one. Medians and ratios only; nothing passes or fails."
 )
-
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,4, got '{text}'") from None
-    if not levels or any(level < 1 for level in levels):
-        raise argparse.ArgumentTypeError("concurrency levels must be positive")
-    return levels
 
 
 def _setups(text: str) -> tuple[str, ...]:
@@ -171,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_levels,
+        type=positive_ints,
         default=(1, 4),
         help="Comma-separated numbers of conversations in flight at once. Default: 1,4.",
     )

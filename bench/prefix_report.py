@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.report import percentile_95
+from bench.report import divide, paired_median, percentile_95
 
 # Numerator / denominator setups; a pair is printed when both were measured.
 RATIO_PAIRS: tuple[tuple[str, str], ...] = (
@@ -166,12 +166,6 @@ def _median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _divide(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
 def summarize(samples: Sequence[TurnSample]) -> list[Summary]:
     groups: dict[tuple[str, int], list[TurnSample]] = {}
     for sample in samples:
@@ -208,13 +202,6 @@ def _round_medians(samples: Sequence[TurnSample], setup: str, concurrency: int) 
     return {r: statistics.median(values) for r, values in per_round.items()}
 
 
-def paired_median(top: Mapping[int, float], bottom: Mapping[int, float]) -> float | None:
-    """Median over the rounds both have of ``top[r] / bottom[r]``."""
-    per_round = [_divide(top[r], bottom.get(r)) for r in sorted(top)]
-    valid = [value for value in per_round if value is not None]
-    return statistics.median(valid) if valid else None
-
-
 def ratios(
     summaries: Sequence[Summary],
     samples: Sequence[TurnSample],
@@ -231,8 +218,8 @@ def ratios(
                 Ratio(
                     pair=f"{top}/{bottom}",
                     concurrency=concurrency,
-                    ttft_p50=_divide(num.ttft_p50_s, den.ttft_p50_s),
-                    ttft_p95=_divide(num.ttft_p95_s, den.ttft_p95_s),
+                    ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
+                    ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
                     paired_ttft_p50=paired_median(
                         _round_medians(samples, top, concurrency),
                         _round_medians(samples, bottom, concurrency),
@@ -295,10 +282,10 @@ def cold_ratio(runs: Sequence[ColdRun]) -> ColdRatio | None:
         }
 
     return ColdRatio(
-        ttft_p50=_divide(with_.ttft_p50_s, without.ttft_p50_s),
+        ttft_p50=divide(with_.ttft_p50_s, without.ttft_p50_s),
         paired_ttft=paired_median(per_round("with"), per_round("without")),
-        ready_p50=_divide(with_.ready_p50_s, without.ready_p50_s),
-        first_token_p50=_divide(with_.first_token_p50_s, without.first_token_p50_s),
+        ready_p50=divide(with_.ready_p50_s, without.ready_p50_s),
+        first_token_p50=divide(with_.first_token_p50_s, without.first_token_p50_s),
     )
 
 

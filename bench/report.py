@@ -127,7 +127,7 @@ def _summary(setup: str, concurrency: int, batches: list[BatchSample]) -> Summar
     )
 
 
-def _divide(numerator: float | None, denominator: float | None) -> float | None:
+def divide(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
@@ -141,8 +141,9 @@ def _per_round(samples: Sequence[BatchSample], setup: str, concurrency: int) -> 
     }
 
 
-def _paired_median(top: Mapping[int, float], bottom: Mapping[int, float]) -> float | None:
-    per_round = [_divide(top[r], bottom.get(r)) for r in sorted(top)]
+def paired_median(top: Mapping[int, float], bottom: Mapping[int, float]) -> float | None:
+    """Median over the rounds both have of ``top[r] / bottom[r]``."""
+    per_round = [divide(top[r], bottom.get(r)) for r in sorted(top)]
     valid = [value for value in per_round if value is not None]
     return statistics.median(valid) if valid else None
 
@@ -150,7 +151,7 @@ def _paired_median(top: Mapping[int, float], bottom: Mapping[int, float]) -> flo
 def _paired(
     samples: Sequence[BatchSample], top: str, bottom: str, concurrency: int
 ) -> float | None:
-    return _paired_median(
+    return paired_median(
         _per_round(samples, top, concurrency), _per_round(samples, bottom, concurrency)
     )
 
@@ -171,10 +172,10 @@ def ratios(
                 Ratio(
                     pair=f"{top}/{bottom}",
                     concurrency=concurrency,
-                    tokens_per_s=_divide(num.tokens_per_s, den.tokens_per_s),
-                    ttft_p50=_divide(num.ttft_p50_s, den.ttft_p50_s),
+                    tokens_per_s=divide(num.tokens_per_s, den.tokens_per_s),
+                    ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
                     paired_tokens_per_s=_paired(samples, top, bottom, concurrency),
-                    ttft_p95=_divide(num.ttft_p95_s, den.ttft_p95_s),
+                    ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
                 )
             )
     return result
@@ -193,11 +194,11 @@ def scaling(summaries: Sequence[Summary], samples: Sequence[BatchSample]) -> lis
                     setup=setup,
                     concurrency=concurrency,
                     base=base,
-                    tokens_per_s=_divide(
+                    tokens_per_s=divide(
                         by_key[(setup, concurrency)].tokens_per_s,
                         by_key[(setup, base)].tokens_per_s,
                     ),
-                    paired_tokens_per_s=_paired_median(
+                    paired_tokens_per_s=paired_median(
                         _per_round(samples, setup, concurrency), _per_round(samples, setup, base)
                     ),
                 )

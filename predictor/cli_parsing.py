@@ -99,6 +99,17 @@ class CommandError(Exception):
 Run = Callable[[argparse.Namespace], int]
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """``1,4,8`` -> (1, 4, 8): a comma-separated list of positive numbers, at least one."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,4, got '{text}'") from None
+    if not values or any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("expected positive numbers")
+    return values
+
+
 def set_run(parser: argparse.ArgumentParser, run: Run) -> None:
     """What a (sub)command does once parsed: ``run(args)``, reported under the parser's prog."""
     parser.set_defaults(run=run, prog=parser.prog)
