@@ -404,10 +404,9 @@ class LlamaEngine:
                     self._lock.wait()
                 if self._stopping:
                     return
-                admitted = self._admit()
             try:
-                for sequence in admitted:
-                    self._start(sequence)
+                with self._lock:
+                    self._admit()
                 self._drop_cancelled()
                 if not self._active:
                     continue
@@ -416,9 +415,8 @@ class LlamaEngine:
                 logger.exception("llama.cpp decode failed")
                 self._fail(exc)
 
-    def _admit(self) -> list[_Sequence]:
+    def _admit(self) -> None:
         """Place waiting requests on free sequences, in arrival order (lock held)."""
-        admitted: list[_Sequence] = []
         while self._pending:
             request = self._pending[0]
             if request.emit.cancelled():
@@ -440,9 +438,10 @@ class LlamaEngine:
                 placement=placement,
             )
             self._active.append(sequence)
-            admitted.append(sequence)
+            # Now, before the next placement: it reads this slot's tokens, and
+            # a request placed in place has just cut them back.
+            self._start(sequence)
             request.emit.started()
-        return admitted
 
     def _start(self, sequence: _Sequence) -> None:
         """Bring the placed request's prefix into its sequence, or arrange to wait for it."""

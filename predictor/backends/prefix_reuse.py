@@ -119,13 +119,16 @@ def place(prompt: list[int], slots: list[Slot], *, reuse_enabled: bool) -> Place
     reuse = have[home.seq_id]
     # Running in place would throw away the home slot's later tokens (another
     # conversation's turn, say). When they are worth more than a copy, and an
-    # older or empty slot is free, copy the prefix there instead: the least
-    # recently used content is what gets evicted.
+    # older or empty slot is free, the least recently used content is evicted
+    # instead: the prefix is copied there, or, when it is too short to be worth
+    # a copy, the request simply runs there.
     lost = len(home.tokens) - reuse
-    if reuse >= COPY_MIN_TOKENS and lost >= COPY_MIN_TOKENS:
+    if lost >= COPY_MIN_TOKENS:
         victim = _victim(free, keep=home)
         if victim is not home and (not victim.tokens or victim.last_used < home.last_used):
-            return _copy(home, reuse, victim, wait=False)
+            if reuse >= COPY_MIN_TOKENS:
+                return _copy(home, reuse, victim, wait=False)
+            home, reuse = victim, have[victim.seq_id]
     if reuse == 0:
         home = _victim(free)
     return Placement(

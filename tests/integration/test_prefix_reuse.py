@@ -174,3 +174,40 @@ def test_usage_and_counters_report_reused_tokens_over_http():
     assert delta("kzero_prompt_tokens_cached_total", source="disk") == 0
     prompt = sum(usage["prompt_tokens"] for usage in usages)
     assert delta("kzero_prompt_tokens_computed_total") == prompt - sum(cached)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_random_joins_and_cancellations_keep_cells_and_bookkeeping_in_step(seed: int):
+    """Requests arrive at random, share prefixes of every length and some leave mid-stream.
+
+    A request placed in place cuts its slot's tokens back at once, before the
+    next placement reads them: otherwise a later request copies a prefix the
+    slot no longer holds, and llama_decode refuses the batch (the positions no
+    longer follow the cells), which kills the engine.
+    """
+    rng = random.Random(seed)
+    backend = await load(reuse=True, parallel=8)
+    questions = ["What is the capital of France?", "Name three colours.", "Say hi.", "2+2?"]
+
+    async def one(index: int) -> None:
+        await asyncio.sleep(rng.random())
+        messages = [{"role": "user", "content": rng.choice(questions)}]
+        if rng.random() < 0.3:
+            messages.insert(0, {"role": "system", "content": "Be brief. " * rng.randint(1, 40)})
+        prompt = backend.render_chat(messages)
+        options = SamplingOptions(max_tokens=rng.randint(1, 32), temperature=0.0)
+        chunks = backend.generate(f"s{seed}-{index}", prompt, options)
+        try:
+            async for _ in chunks:
+                if rng.random() < 0.05:
+                    break  # the client left
+        finally:
+            await chunks.aclose()
+
+    try:
+        await asyncio.gather(*(one(index) for index in range(64)))
+        assert backend._engine is not None and backend._engine.failure is None
+        assert await backend.healthy()
+        assert_cells_match_bookkeeping(backend)
+    finally:
+        await backend.shutdown()

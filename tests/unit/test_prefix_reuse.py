@@ -104,14 +104,26 @@ def test_a_waiting_request_is_not_a_source_for_another() -> None:
     assert placement is not None and placement.copy_from == 0
 
 
-def test_short_matches_are_not_copied() -> None:
+def test_a_short_match_is_not_copied_and_does_not_evict_a_conversation() -> None:
     table = slots()
     finished(table[0], [5] * (COPY_MIN_TOKENS - 1) + [1] * 50, at=3)
     placement = place([5] * (COPY_MIN_TOKENS - 1) + [2] * 50, table, reuse_enabled=True)
     assert placement is not None
-    assert placement.copy_from is None
-    # In place on the matching slot is free, so it still reuses what matches.
-    assert (placement.seq_id, placement.reuse) == (0, COPY_MIN_TOKENS - 1)
+    # Not worth a copy, and not worth the other conversation's cells: an empty slot.
+    assert (placement.seq_id, placement.reuse, placement.copy_from) == (1, 0, None)
+
+
+def test_a_short_match_runs_in_place_when_the_slot_is_the_least_recently_used() -> None:
+    table = slots(2)
+    finished(table[0], [5] * (COPY_MIN_TOKENS - 1) + [1] * 50, at=3)
+    finished(table[1], [9] * 80, at=7)
+    placement = place([5] * (COPY_MIN_TOKENS - 1) + [2] * 50, table, reuse_enabled=True)
+    assert placement is not None
+    assert (placement.seq_id, placement.reuse, placement.copy_from) == (
+        0,
+        COPY_MIN_TOKENS - 1,
+        None,
+    )
 
 
 def test_least_recently_used_content_is_evicted_never_a_running_request() -> None:
