@@ -78,9 +78,17 @@ async def answer(
     return "".join(text), cached
 
 
-def assert_cells_match_bookkeeping(backend: LlamaCppBackend) -> None:
+async def assert_cells_match_bookkeeping(backend: LlamaCppBackend) -> None:
     engine = backend._engine
     assert engine is not None
+    # A request whose client left is freed before the engine's next step, after
+    # the client has returned: wait until nothing runs, so no step is half done
+    # (a step appends its tokens before its decode writes their cells).
+    for _ in range(200):
+        if not engine._active and not engine._pending:
+            break
+        await asyncio.sleep(0.05)
+    assert not engine._active and not engine._pending
     lib, memory = engine._lib, engine._memory
     for slot in engine._slots:
         positions = int(lib.llama_memory_seq_pos_max(memory, slot.seq_id)) + 1
@@ -109,7 +117,7 @@ async def test_multi_turn_chats_answer_exactly_as_without_reuse_and_report_the_r
             assert all(cached == 0 for _, cached in expected)
             # Later turns reuse the earlier turns; later conversations the shared words.
             assert all(cached > 0 for _, cached in got[1:]), got
-        assert_cells_match_bookkeeping(reusing)
+        await assert_cells_match_bookkeeping(reusing)
     finally:
         await plain.shutdown()
         await reusing.shutdown()
@@ -131,7 +139,7 @@ async def test_concurrent_near_identical_prefixes_never_mix_conversations():
         for key, (text, _) in zip(order, together, strict=True):
             assert text == alone[key], key
         assert sum(cached for _, cached in together) > 0
-        assert_cells_match_bookkeeping(reusing)
+        await assert_cells_match_bookkeeping(reusing)
     finally:
         await plain.shutdown()
         await reusing.shutdown()
@@ -144,7 +152,7 @@ async def test_a_burst_sharing_a_prefix_prefills_it_once():
         reused = sorted(cached for _, cached in results)
         # The first computes the shared prefix; the other three copy it.
         assert reused[0] == 0 and all(cached > 200 for cached in reused[1:]), reused
-        assert_cells_match_bookkeeping(reusing)
+        await assert_cells_match_bookkeeping(reusing)
     finally:
         await reusing.shutdown()
 
@@ -208,6 +216,6 @@ async def test_random_joins_and_cancellations_keep_cells_and_bookkeeping_in_step
         await asyncio.gather(*(one(index) for index in range(64)))
         assert backend._engine is not None and backend._engine.failure is None
         assert await backend.healthy()
-        assert_cells_match_bookkeeping(backend)
+        await assert_cells_match_bookkeeping(backend)
     finally:
         await backend.shutdown()
