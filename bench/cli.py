@@ -39,6 +39,7 @@ from bench.http_client import HttpCompletionSetup
 from bench.llama_server import (
     BUILD_INFO,
     LlamaServerMissing,
+    add_llama_server_arguments,
     build_llama_server,
     cached_binary,
     installed_version,
@@ -228,18 +229,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
             "memory is reported too. Example: default,4,8,16."
         ),
     )
-    parser.add_argument(
-        "--llama_server",
-        type=Path,
-        default=None,
-        help="llama-server binary for setup d. Default: the cached build "
-        "(~/.cache/kzero/llama-server/<llama-cpp-python version>/llama-server).",
-    )
-    parser.add_argument(
-        "--build_llama_server",
-        action="store_true",
-        help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
-    )
+    add_llama_server_arguments(parser, "setup d")
     parser.add_argument(
         "--bandwidth_mib",
         type=positive_int,

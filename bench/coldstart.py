@@ -60,6 +60,7 @@ from bench.harness.process import (
 )
 from bench.llama_server import (
     LlamaServerMissing,
+    add_llama_server_arguments,
     cached_binary,
     installed_version,
     llama_server_command,
@@ -159,18 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="After each 'local' start of kzero (added to --states if missing), start "
         "llama-server on the same file with the same configuration; report both and the ratio.",
     )
-    parser.add_argument(
-        "--llama_server",
-        type=Path,
-        default=None,
-        help="llama-server binary for --vs_llama_server. Default: the cached build "
-        "(kzero bench build-llama-server).",
-    )
-    parser.add_argument(
-        "--build_llama_server",
-        action="store_true",
-        help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
-    )
+    add_llama_server_arguments(parser, "--vs_llama_server")
     parser.add_argument(
         "--n_ctx",
         type=positive_int,

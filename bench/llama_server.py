@@ -13,6 +13,7 @@ cores; the bench builds it only when asked (``--build-llama-server`` or
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -250,3 +251,20 @@ def llama_server_base_command(
         "--threads-batch", str(n_threads),
         "--no-webui",
     ]  # fmt: skip
+
+
+def add_llama_server_arguments(parser: argparse.ArgumentParser, used_for: str) -> None:
+    """``--llama_server`` and ``--build_llama_server``, as every bench command takes them."""
+    parser.add_argument(
+        "--llama_server",
+        type=Path,
+        default=None,
+        help=f"llama-server binary for {used_for}. Default: the cached build "
+        "(~/.cache/kzero/llama-server/<llama-cpp-python version>/llama-server, made by "
+        "kzero bench build-llama-server).",
+    )
+    parser.add_argument(
+        "--build_llama_server",
+        action="store_true",
+        help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
+    )

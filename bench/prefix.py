@@ -45,6 +45,7 @@ from bench.harness.process import sigterm_as_exit
 from bench.harness.sse import StreamTally, aevents
 from bench.llama_server import (
     LlamaServerMissing,
+    add_llama_server_arguments,
     llama_server_base_command,
     llama_server_version,
     locate_llama_server,
@@ -188,18 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Requests sharing the system prompt that the process warming the prefix "
         "directory serves before SIGTERM. Default: 3.",
     )
-    parser.add_argument(
-        "--llama_server",
-        type=Path,
-        default=None,
-        help="llama-server binary. Default: the cached build "
-        "(~/.cache/kzero/llama-server/<llama-cpp-python version>/llama-server).",
-    )
-    parser.add_argument(
-        "--build_llama_server",
-        action="store_true",
-        help="Build llama-server from the llama-cpp-python sdist if no cached build exists.",
-    )
+    add_llama_server_arguments(parser, "the llama-server setup")
     parser.add_argument(
         "--ready_timeout",
         type=float,

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.report import divide, paired_median, percentile_95
+from bench.report import divide, paired_median, percentile_95, summary_pairs
 
 # Numerator / denominator setups; a pair is printed when both were measured.
 RATIO_PAIRS: tuple[tuple[str, str], ...] = (
@@ -207,25 +207,20 @@ def ratios(
     samples: Sequence[TurnSample],
     pairs: Sequence[tuple[str, str]] = RATIO_PAIRS,
 ) -> list[Ratio]:
-    by_key = {(s.setup, s.concurrency): s for s in summaries}
     result = []
-    for concurrency in sorted({s.concurrency for s in summaries}):
-        for top, bottom in pairs:
-            num, den = by_key.get((top, concurrency)), by_key.get((bottom, concurrency))
-            if num is None or den is None:
-                continue
-            result.append(
-                Ratio(
-                    pair=f"{top}/{bottom}",
-                    concurrency=concurrency,
-                    ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
-                    ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
-                    paired_ttft_p50=paired_median(
-                        _round_medians(samples, top, concurrency),
-                        _round_medians(samples, bottom, concurrency),
-                    ),
-                )
+    for concurrency, top, bottom, num, den in summary_pairs(summaries, pairs):
+        result.append(
+            Ratio(
+                pair=f"{top}/{bottom}",
+                concurrency=concurrency,
+                ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
+                ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
+                paired_ttft_p50=paired_median(
+                    _round_medians(samples, top, concurrency),
+                    _round_medians(samples, bottom, concurrency),
+                ),
             )
+        )
     return result
 
 

@@ -7,8 +7,9 @@ single timing says more about the neighbours than about the code.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol, TypeVar
 
 from bench.samples import BatchSample
 
@@ -156,28 +157,43 @@ def _paired(
     )
 
 
+class SetupSummary(Protocol):
+    setup: str
+    concurrency: int
+
+
+S = TypeVar("S", bound=SetupSummary)
+
+
+def summary_pairs(
+    summaries: Sequence[S], pairs: Sequence[tuple[str, str]]
+) -> Iterator[tuple[int, str, str, S, S]]:
+    """(concurrency, top, bottom, top's summary, bottom's) for every pair both setups ran."""
+    by_key = {(s.setup, s.concurrency): s for s in summaries}
+    for concurrency in sorted({s.concurrency for s in summaries}):
+        for top, bottom in pairs:
+            num, den = by_key.get((top, concurrency)), by_key.get((bottom, concurrency))
+            if num is not None and den is not None:
+                yield concurrency, top, bottom, num, den
+
+
 def ratios(
     summaries: Sequence[Summary],
     samples: Sequence[BatchSample],
     pairs: Sequence[tuple[str, str]] = RATIO_PAIRS,
 ) -> list[Ratio]:
-    by_key = {(s.setup, s.concurrency): s for s in summaries}
     result = []
-    for concurrency in sorted({s.concurrency for s in summaries}):
-        for top, bottom in pairs:
-            num, den = by_key.get((top, concurrency)), by_key.get((bottom, concurrency))
-            if num is None or den is None:
-                continue
-            result.append(
-                Ratio(
-                    pair=f"{top}/{bottom}",
-                    concurrency=concurrency,
-                    tokens_per_s=divide(num.tokens_per_s, den.tokens_per_s),
-                    ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
-                    paired_tokens_per_s=_paired(samples, top, bottom, concurrency),
-                    ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
-                )
+    for concurrency, top, bottom, num, den in summary_pairs(summaries, pairs):
+        result.append(
+            Ratio(
+                pair=f"{top}/{bottom}",
+                concurrency=concurrency,
+                tokens_per_s=divide(num.tokens_per_s, den.tokens_per_s),
+                ttft_p50=divide(num.ttft_p50_s, den.ttft_p50_s),
+                paired_tokens_per_s=_paired(samples, top, bottom, concurrency),
+                ttft_p95=divide(num.ttft_p95_s, den.ttft_p95_s),
             )
+        )
     return result
 
 
