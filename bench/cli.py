@@ -46,6 +46,7 @@ from bench.llama_server import (
     llama_server_version,
     locate_llama_server,
 )
+from bench.prefix_workload import SYSTEM_PROMPT
 from bench.raw import RawLlamaSetup
 from bench.report import (
     RATIO_PAIRS,
@@ -72,7 +73,8 @@ from bench.servers import (
     start_llama_server,
 )
 from bench.soak.memory import peak_rss_bytes, sample_process_tree
-from bench.workload import Workload
+from bench.vocab import token_counter
+from bench.workload import PROMPTS, Workload, lengthened
 from predictor.backends.gguf_metadata import read_gguf_metadata
 from predictor.backends.llamacpp import default_parallel, resolve_context_length
 from predictor.cli_parsing import (
@@ -101,6 +103,9 @@ BATCHING_SETUPS = ("b", "d")
 
 
 KZERO_DEFAULT = "default"
+# What --prompt_tokens lengthens prompts with: a real document (the prefix
+# bench's ~1,000-token support policy), repeated to reach long contexts.
+PASSAGE = "\n\n".join([SYSTEM_PROMPT] * 4)
 
 
 def _kzero_parallel(text: str) -> tuple[int | None, ...]:
@@ -189,6 +194,16 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
         help="Tokens to generate per request. Default: 128.",
     )
     parser.add_argument(
+        "--prompt_tokens",
+        type=positive_int,
+        default=None,
+        help=(
+            "Lengthen every prompt to this many tokens with a shared passage after its "
+            "distinct opening (no two prompts share a prefix), to measure decoding over a "
+            "longer context. Default: the openings alone, 10 to 20 tokens."
+        ),
+    )
+    parser.add_argument(
         "--n_threads",
         type=positive_int,
         default=None,
@@ -229,6 +244,13 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
             "memory is reported too. Example: default,4,8,16."
         ),
     )
+    parser.add_argument(
+        "--kzero_args",
+        type=shlex.split,
+        default=[],
+        help="More 'kzero serve' flags for every kzero setup, as one shell-quoted string. "
+        "Example: --kzero_args '--flash_attn true'.",
+    )
     add_llama_server_arguments(parser, "setup d")
     parser.add_argument(
         "--bandwidth_mib",
@@ -258,7 +280,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
 
 def _add_subcommands(parser: ArgumentParser) -> None:
     # Imported here: their modules are small, but a comparison run needs none of them.
-    from bench import coldstart, prefix
+    from bench import attention, coldstart, prefix
     from bench.soak import cli as soak_cli
 
     commands = parser.add_subparsers(title="subcommands", dest="subcommand")
@@ -284,6 +306,13 @@ def _add_subcommands(parser: ArgumentParser) -> None:
             description=prefix.DESCRIPTION,
         )
     )
+    attention.add_arguments(
+        commands.add_parser(
+            "attention",
+            help="one llama.cpp decode step with flash attention off and on, by context length",
+            description=attention.DESCRIPTION,
+        )
+    )
     build = commands.add_parser(
         "build-llama-server",
         help="build setup d's llama-server once (about 10 minutes on 2 cores)",
@@ -300,6 +329,15 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
     model = args.model if args.model is not None else default_model_path()
     if not model.is_file():
         raise FileNotFoundError(f"model file not found: {model}")
+    prompts = PROMPTS
+    if args.prompt_tokens is not None:
+        if args.prompt_tokens + args.max_tokens > args.n_ctx:
+            raise ValueError(
+                f"--prompt_tokens {args.prompt_tokens} and --max_tokens {args.max_tokens} "
+                f"do not fit in --n_ctx {args.n_ctx}"
+            )
+        with token_counter(model) as count_tokens:
+            prompts = lengthened(PROMPTS, PASSAGE, args.prompt_tokens, count_tokens)
     return Workload(
         model_path=model,
         n_threads=args.n_threads or usable_cpu_count(),
@@ -309,6 +347,9 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         rounds=args.rounds,
         concurrency=args.concurrency,
         n_parallel=args.parallel or max(args.concurrency),
+        prompts=prompts,
+        prompt_tokens=args.prompt_tokens,
+        kzero_extra_args=tuple(args.kzero_args),
     )
 
 
@@ -454,6 +495,12 @@ def _header(
             f"model: {workload.model_path.name}  threads {workload.n_threads}  n_ctx {workload.n_ctx}"
             f" per sequence  n_batch {workload.n_batch}  max_tokens {workload.max_tokens}"
             "  temperature 0",
+            "prompts: "
+            + (
+                "the openings alone"
+                if workload.prompt_tokens is None
+                else f"{workload.prompt_tokens} tokens each (opening + shared passage)"
+            ),
             f"rounds {workload.rounds}, concurrency {','.join(map(str, workload.concurrency))}, "
             f"setups interleaved {', '.join(names)} in every round; {together}",
             *(f"  {name}" for name in names.values()),

@@ -84,6 +84,7 @@ from bench.servers import (
     launch_llama_cpp_server,
     launch_llama_server,
 )
+from bench.vocab import token_counter
 from predictor.cli_parsing import CommandError, positive_int, positive_ints, set_run
 from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
@@ -578,17 +579,6 @@ def run_cold(
 # ---- the command -----------------------------------------------------------------------
 
 
-def count_tokens(model: Path, text: str) -> int:
-    """Tokens of ``text`` in the model's vocabulary (the vocabulary alone is loaded)."""
-    import llama_cpp
-
-    vocab = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
-    try:
-        return len(vocab.tokenize(text.encode(), add_bos=False, special=False))
-    finally:
-        vocab.close()
-
-
 def _header(
     workload: PrefixWorkload,
     setups: Sequence[str],
@@ -650,7 +640,8 @@ def run(args: argparse.Namespace) -> int:
     if llama_server is not None:
         facts["llama_server"] = str(llama_server)
         facts["llama_server_version"] = llama_server_version(llama_server)
-    system_tokens = count_tokens(model, workload.system_prompt)
+    with token_counter(model) as count_tokens:
+        system_tokens = count_tokens(workload.system_prompt)
     print(
         _header(workload, setups, model, n_threads, system_tokens, facts, args.cold_rounds),
         flush=True,

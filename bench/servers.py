@@ -41,7 +41,8 @@ def kzero_args(workload: Workload) -> list[str]:
 
 def kzero_variant_args(workload: Workload, max_running_requests: int | None) -> list[str]:
     """``kzero_args`` with another ``--max_running_requests``; None leaves it to kzero
-    (its default: two sequences per CPU, up to 8)."""
+    (its default: four sequences per CPU, up to 8). The workload's extra kzero flags
+    come last."""
     args = [
         "--model", str(workload.model_path),
         "--model_name", SERVED_NAME,
@@ -51,7 +52,7 @@ def kzero_variant_args(workload: Workload, max_running_requests: int | None) -> 
     ]  # fmt: skip
     if max_running_requests is not None:
         args += ["--max_running_requests", str(max_running_requests)]
-    return args
+    return [*args, *workload.kzero_extra_args]
 
 
 def launch_kzero(args: Sequence[str], name: str = "kzero") -> StartedServer:

@@ -13,7 +13,7 @@ any two batches together, and the warm-up prompt is used for nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,35 @@ PROMPTS: tuple[str, ...] = (
 )
 
 
+def lengthened(
+    prompts: Sequence[str], passage: str, tokens: int, count_tokens: Callable[[str], int]
+) -> tuple[str, ...]:
+    """Each prompt followed by as much of ``passage`` as brings it to ``tokens`` tokens.
+
+    The distinct openings stay first, so prompts still share no prefix and a
+    server's prompt cache has nothing to reuse: what changes is the context
+    every decode step attends over, as with real prompts longer than a line.
+    """
+    words = passage.split()
+    longer = []
+    for prompt in prompts:
+        lo, hi = 0, len(words)  # fewest passage words that reach ``tokens``
+        while lo < hi:
+            middle = (lo + hi) // 2
+            if count_tokens(_joined(prompt, words[:middle])) >= tokens:
+                hi = middle
+            else:
+                lo = middle + 1
+        if count_tokens(_joined(prompt, words[:lo])) < tokens:
+            raise ValueError(f"the passage is too short to make prompts of {tokens} tokens")
+        longer.append(_joined(prompt, words[:lo]))
+    return tuple(longer)
+
+
+def _joined(prompt: str, words: Sequence[str]) -> str:
+    return f"{prompt}\n\n{' '.join(words)}" if words else prompt
+
+
 @dataclass(frozen=True)
 class Batch:
     """``concurrency`` prompts sent together in one round."""
@@ -80,6 +109,10 @@ class Workload:
     # --max_running_requests, llama-server's --parallel); n_ctx is per sequence.
     n_parallel: int = 1
     prompts: tuple[str, ...] = PROMPTS
+    # What the prompts were lengthened to (``lengthened``); None: the openings alone.
+    prompt_tokens: int | None = None
+    # More ``kzero serve`` flags for every kzero setup (--kzero_args).
+    kzero_extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.prompts) < 2 * max(self.concurrency):

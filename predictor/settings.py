@@ -190,6 +190,15 @@ class Settings(BaseSettings):
         "once. It lives in the KV cells already sized by n_ctx and max_running_requests: "
         "no memory beyond them. vLLM's automatic prefix caching is always on.",
     )
+    flash_attn: bool = Field(
+        default=False,
+        description="llama.cpp: flash attention, llama-server's default. Off by default: on "
+        "the CPU it makes a token's KV depend on how its prompt was batched, so with it on "
+        "prefix reuse (prefix_cache) is turned off, to keep answers independent of the "
+        "cache. On the CPU it makes decode steps about a tenth faster over contexts of a few "
+        "dozen tokens and 1.2-2x slower from a few hundred (docs/benchmarks.md): turn it on "
+        "only for short prompts that share no prefix.",
+    )
     prefix_cache_dir: Path | None = Field(
         default=None,
         description="llama.cpp: directory where shared prompt prefixes' KV state is saved, so a "

@@ -217,6 +217,7 @@ class LlamaCppBackend:
         n_parallel: int | None,
         metadata: GGUFMetadata | None = None,
         chat_template: ChatTemplate | None = None,
+        flash_attn: bool = False,
         prefix_cache: PrefixCacheSettings | None = None,
     ) -> None:
         """``metadata`` and ``chat_template``, when given, are what checking the file
@@ -229,6 +230,7 @@ class LlamaCppBackend:
         self._n_threads = n_threads or usable_cpu_count()
         self._n_batch = n_batch
         self._requested_parallel = n_parallel
+        self._flash_attn = flash_attn
         self._prefix_cache = prefix_cache
         self._engine: LlamaEngine | None = None
         self._metadata = metadata
@@ -261,6 +263,7 @@ class LlamaCppBackend:
             n_threads=self._n_threads,
             # Room for every decoding sequence's token next to a prompt chunk.
             n_batch=max(self._n_batch, parallel),
+            flash_attn=self._flash_attn,
             prefix_reuse=self._prefix_cache is not None,
         )
         opener = None

@@ -74,7 +74,7 @@ _backend_ready = False
 _backend_lock = threading.Lock()
 
 
-def _llama_cpp() -> Any:
+def llama_cpp_library() -> Any:
     """Import llama_cpp once, quiet its C logging and initialise the ggml backend."""
     global _backend_ready
     try:
@@ -100,6 +100,8 @@ class EngineConfig:
     n_ctx_per_seq: int
     n_threads: int
     n_batch: int
+    # Off unless asked: see _load. With it on, prefixes are not reused.
+    flash_attn: bool = False
     # Keep finished requests' KV cells and reuse matching prompt prefixes.
     prefix_reuse: bool = True
 
@@ -189,7 +191,7 @@ class LlamaEngine:
         *,
         open_prefix_store: OpenPrefixStore | None = None,
     ) -> None:
-        self._lib = _llama_cpp()
+        self._lib = llama_cpp_library()
         self.config = config
         self._model: Any = None
         self._ctx: Any = None
@@ -204,7 +206,7 @@ class LlamaEngine:
         self.failure: BaseException | None = None
         self._store: PrefixStore | None = None
         self._load(model_path)
-        self.prefix_reuse = config.prefix_reuse and self._can_trim_sequences()
+        self.prefix_reuse = config.prefix_reuse and self._can_reuse_prefixes()
         if self.prefix_reuse and open_prefix_store is not None:
             self._store = open_prefix_store(self._kv_settings)
             if self._store is not None:
@@ -235,7 +237,7 @@ class LlamaEngine:
         # request that passed the context check can always be decoded, and
         # attention reads only its own sequence's cells.
         params.kv_unified = False
-        # Flash attention off. On the CPU, llama.cpp picks its flash-attention
+        # Flash attention off by default. On the CPU, llama.cpp picks its flash-attention
         # kernel by the number of query rows per sequence in a ubatch: a tiled
         # f32 kernel from 64 rows, below that a per-row kernel that rounds Q to
         # f16 (ggml-cpu/ops.cpp, flash_attn_ext: `neq1 >= Q_TILE_SZ`,
@@ -246,8 +248,12 @@ class LlamaEngine:
         # alike whatever the batch (measured: logits bit-identical for any
         # split), and decoding at a 1,000-token context was faster here (15.5
         # against 23.1 ms a step, one sequence), prefill 10% slower
-        # (docs/benchmarks.md).
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # (docs/benchmarks.md). With it on (asked for), prefixes are not reused.
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if config.flash_attn
+            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.no_perf = True
         self._ctx = lib.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -265,12 +271,16 @@ class LlamaEngine:
             flash_attn_type=int(params.flash_attn_type),
         )
 
-    def _can_trim_sequences(self) -> bool:
+    def _can_reuse_prefixes(self) -> bool:
         """Prefix reuse cuts a sequence back to its matching prefix: recurrent and
         hybrid models cannot drop part of a sequence, and a sliding-window cache
-        has forgotten the start of a long one."""
+        has forgotten the start of a long one. With flash attention on, reused KV
+        is not what a fresh prefill computes (see _load)."""
         lib = self._lib
         model = self._model
+        if self.config.flash_attn:
+            logger.info("prefix reuse off: flash attention is on")
+            return False
         if lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model):
             logger.info("prefix reuse off: this model's memory is recurrent")
             return False

@@ -79,6 +79,7 @@ def _create(kind: BackendKind, location: ModelLocation, settings: Settings, name
         n_parallel=settings.max_running_requests,
         metadata=location.metadata,
         chat_template=location.chat_template,
+        flash_attn=settings.flash_attn,
         prefix_cache=_prefix_cache(settings, name),
     )
 

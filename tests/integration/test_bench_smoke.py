@@ -111,3 +111,23 @@ def test_coldstart_bench_times_all_three_cache_states(tmp_path: Path):
     assert "download" in phases_by_state["miss"]
     assert "download" not in phases_by_state["hit"] and "verify" in phases_by_state["hit"]
     assert payload["summary"]["disk_bandwidth_mb_s"] > 0
+
+
+def test_attention_bench_times_decode_steps_with_flash_attention_off_and_on(tmp_path: Path):
+    raw_json = tmp_path / "attention.json"
+    result = run_bench(
+        "attention", "--contexts", "16,300", "--sequences", "2", "--rounds", "1",
+        "--json", str(raw_json),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for context in (16, 300):
+        row = re.search(
+            rf"^\| {context} \| 2 \| ({NUMBER}) ms \| ({NUMBER}) ms \| ({NUMBER}) \|$",
+            result.stdout,
+            re.M,
+        )
+        assert row, f"no row for a {context}-token context:\n{result.stdout}"
+        off, on, ratio = map(float, row.groups())
+        assert off > 0 and on > 0 and ratio == pytest.approx(off / on, rel=0.03)  # of the unrounded times
+    rows = json.loads(raw_json.read_text())["rows"]
+    assert [(r["context"], r["sequences"]) for r in rows] == [(16, 2), (300, 2)]

@@ -51,13 +51,14 @@ def chat(variant: int, question: int) -> list[dict[str, str]]:
     ]
 
 
-async def load(*, reuse: bool, parallel: int = 4) -> LlamaCppBackend:
+async def load(*, reuse: bool, parallel: int = 4, flash_attn: bool = False) -> LlamaCppBackend:
     backend = LlamaCppBackend(
         default_model_path(),
         n_ctx=1024,
         n_threads=None,
         n_batch=512,
         n_parallel=parallel,
+        flash_attn=flash_attn,
         prefix_cache=PrefixCacheSettings() if reuse else None,
     )
     await backend.load()
@@ -121,6 +122,24 @@ async def test_multi_turn_chats_answer_exactly_as_without_reuse_and_report_the_r
     finally:
         await plain.shutdown()
         await reusing.shutdown()
+
+
+async def test_flash_attention_on_turns_reuse_off():
+    """With flash attention, reused KV would differ from a fresh prefill's: never reused."""
+    backend = await load(reuse=True, flash_attn=True)
+    try:
+        engine = backend._engine
+        assert engine is not None
+        assert engine._kv_settings.flash_attn_type == engine._lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        assert not engine.prefix_reuse
+        got = await multi_turn(backend, 0, turns=2)
+        assert [cached for _, cached in got] == [0, 0]
+        assert all(text for text, _ in got)
+        # The cells of a finished request are dropped, as with --prefix_cache false.
+        await assert_cells_match_bookkeeping(backend)
+        assert all(not slot.tokens for slot in engine._slots)
+    finally:
+        await backend.shutdown()
 
 
 async def test_concurrent_near_identical_prefixes_never_mix_conversations():
