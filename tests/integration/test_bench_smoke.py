@@ -128,6 +128,8 @@ def test_attention_bench_times_decode_steps_with_flash_attention_off_and_on(tmp_
         )
         assert row, f"no row for a {context}-token context:\n{result.stdout}"
         off, on, ratio = map(float, row.groups())
-        assert off > 0 and on > 0 and ratio == pytest.approx(off / on, rel=0.03)  # of the unrounded times
+        assert (
+            off > 0 and on > 0 and ratio == pytest.approx(off / on, rel=0.03)
+        )  # of the unrounded times
     rows = json.loads(raw_json.read_text())["rows"]
     assert [(r["context"], r["sequences"]) for r in rows] == [(16, 2), (300, 2)]
