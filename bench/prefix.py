@@ -90,12 +90,19 @@ from predictor.cpu_quota import usable_cpu_count
 from predictor.default_model import DefaultModelMissing, default_model_path
 
 KZERO = "kzero"
+KZERO_NO_RAM = "kzero-no-ram"
 KZERO_NO_PREFIX_CACHE = "kzero-no-prefix-cache"
 LLAMA_SERVER = "llama-server"
 LLAMA_CPP_SERVER = "llama_cpp.server"
-SETUPS = (KZERO, LLAMA_SERVER, LLAMA_CPP_SERVER, KZERO_NO_PREFIX_CACHE)
+# kzero's setups and the flags each adds to its defaults.
+KZERO_VARIANTS: dict[str, tuple[str, ...]] = {
+    KZERO: (),
+    KZERO_NO_RAM: ("--prefix_cache_ram_bytes", "0"),
+    KZERO_NO_PREFIX_CACHE: ("--prefix_cache", "false"),
+}
+SETUPS = (KZERO, LLAMA_SERVER, LLAMA_CPP_SERVER, KZERO_NO_RAM, KZERO_NO_PREFIX_CACHE)
 DEFAULT_SETUPS = (KZERO, LLAMA_SERVER, LLAMA_CPP_SERVER)
-KZERO_SETUPS = (KZERO, KZERO_NO_PREFIX_CACHE)
+KZERO_SETUPS = tuple(KZERO_VARIANTS)
 # llama_cpp.server's extra dependencies (llama-cpp-python[server]).
 LLAMA_CPP_SERVER_MODULES = ("sse_starlette", "starlette_context")
 # One event per token, and a few that carry none (a role, usage, [DONE]).
@@ -143,8 +150,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--setups",
         type=_setups,
         default=DEFAULT_SETUPS,
-        help=f"Comma-separated setups among {','.join(SETUPS)} ({KZERO_NO_PREFIX_CACHE}: "
-        f"kzero with --prefix_cache false). Default: {','.join(DEFAULT_SETUPS)}.",
+        help=f"Comma-separated setups among {','.join(SETUPS)} ({KZERO_NO_RAM}: kzero with "
+        f"--prefix_cache_ram_bytes 0; {KZERO_NO_PREFIX_CACHE}: kzero with --prefix_cache "
+        f"false). Default: {','.join(DEFAULT_SETUPS)}.",
     )
     parser.add_argument(
         "--rounds",
@@ -361,12 +369,9 @@ def start_setup(
     user's cache).
     """
     kzero = ["--model", str(model), "--model_name", SERVED_NAME, "--n_threads", str(n_threads)]
-    if name == KZERO:
-        return launch_kzero([*kzero, "--prefix_cache_dir", str(scratch / name)], name=name)
-    if name == KZERO_NO_PREFIX_CACHE:
+    if name in KZERO_VARIANTS:
         return launch_kzero(
-            [*kzero, "--prefix_cache", "false", "--prefix_cache_dir", str(scratch / name)],
-            name=name,
+            [*kzero, *KZERO_VARIANTS[name], "--prefix_cache_dir", str(scratch / name)], name=name
         )
     if name == LLAMA_SERVER:
         assert llama_server is not None, "llama-server needs a binary"

@@ -17,6 +17,7 @@ from bench.report import divide, paired_median, percentile_95, summary_pairs
 RATIO_PAIRS: tuple[tuple[str, str], ...] = (
     ("kzero", "llama-server"),
     ("kzero", "llama_cpp.server"),
+    ("kzero", "kzero-no-ram"),
     ("kzero", "kzero-no-prefix-cache"),
 )
 COLD_STATES = ("with", "without")

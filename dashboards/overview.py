@@ -197,7 +197,8 @@ def panels() -> list[tuple[str, list[cogbuilder.Builder[model.Panel]]]]:
                     "suffix: tok/s",
                     "Prompt tokens the engines prefilled, and those whose KV they reused from "
                     "the prefix cache instead: memory (the request's own sequence), copy "
-                    "(another sequence), disk (restored from the volume at a cold start).",
+                    "(another sequence), ram (cells a sequence gave up, kept in host memory), "
+                    "disk (restored from the volume at a cold start).",
                     [
                         (q.PROMPT_COMPUTED, "computed {{model_name}}"),
                         (q.PROMPT_REUSED, "reused from {{source}} {{model_name}}"),
@@ -209,6 +210,14 @@ def panels() -> list[tuple[str, list[cogbuilder.Builder[model.Panel]]]]:
                     "Share of prompt tokens served from the prefix cache. A chat app with a long "
                     "shared system prompt should sit high; near 0 means every prompt is new.",
                     [(q.PREFIX_REUSE_RATIO, "{{model_name}}")],
+                ),
+                _series(
+                    "Prefix cache host memory",
+                    "bytes",
+                    "KV cells of prefixes whose sequence was taken, kept in host memory for "
+                    "their next request (llama.cpp), against --prefix_cache_ram_bytes. Count "
+                    "the budget in the pod's memory limit.",
+                    [(q.PREFIX_RAM_BYTES, "{{model_name}}")],
                 ),
             ],
         ),

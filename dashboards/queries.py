@@ -32,13 +32,15 @@ TOKENS_PER_POD = f"sum by (model_name, instance) ({_rate('kzero_generation_token
 GENERATED_TOKENS = f"sum by (model_name) ({_rate('kzero_generation_tokens_total')})"
 PROMPT_TOKENS = f"sum by (model_name) ({_rate('kzero_prompt_tokens_total')})"
 # Prefill work the prefix cache saved: prompt tokens computed, and those whose KV
-# was reused, by where it came from (memory, copy, disk).
+# was reused, by where it came from (memory, copy, ram, disk).
 PROMPT_COMPUTED = f"sum by (model_name) ({_rate('kzero_prompt_tokens_computed_total')})"
 PROMPT_REUSED = f"sum by (model_name, source) ({_rate('kzero_prompt_tokens_cached_total')})"
 PREFIX_REUSE_RATIO = (
     f"sum by (model_name) ({_rate('kzero_prompt_tokens_cached_total')})"
     f" / sum by (model_name) ({_rate('kzero_prompt_tokens_total')})"
 )
+# Host memory holding prefixes that sequences gave up, summed over the pods.
+PREFIX_RAM_BYTES = f"sum by (model_name) (kzero_prefix_cache_ram_bytes{{{SEL}}})"
 RUNNING = f"sum by (model_name) (kzero_requests_running{{{SEL}}})"
 WAITING = f"sum by (model_name) (kzero_requests_waiting{{{SEL}}})"
 # Every ready predictor process exports kzero_backend_info = 1: counting them

@@ -109,6 +109,12 @@ PREFIX_CACHE_FILES = Counter(
     "ignored), save_failed.",
     ("model_name", "backend", "result"),
 )
+PREFIX_CACHE_RAM_BYTES = Gauge(
+    "kzero_prefix_cache_ram_bytes",
+    "Bytes of prompt prefixes' KV cells kept in host memory after their sequence was "
+    "taken (llama.cpp; at most --prefix_cache_ram_bytes).",
+    LABELS,
+)
 BACKEND_INFO = Gauge(
     "kzero_backend_info",
     "Always 1; the labels say which engine serves which model on which device, and why.",
@@ -142,6 +148,7 @@ def initialise_series(model_name: str, backend: str) -> None:
     if backend == "llamacpp":
         for result in PREFIX_FILE_RESULTS:
             PREFIX_CACHE_FILES.labels(*labels, result)
+        PREFIX_CACHE_RAM_BYTES.labels(*labels)
     for metric in (
         PROMPT_TOKENS,
         PROMPT_TOKENS_COMPUTED,
@@ -228,6 +235,11 @@ class RequestRecorder:
 def record_prefix_file(model_name: str, result: str) -> None:
     """Count one prefix cache file event (llama.cpp only: it alone keeps prefix files)."""
     PREFIX_CACHE_FILES.labels(model_name, "llamacpp", result).inc()
+
+
+def record_prefix_ram_bytes(model_name: str, used: int) -> None:
+    """The bytes the llama.cpp engine keeps in host memory for given-up prefixes."""
+    PREFIX_CACHE_RAM_BYTES.labels(model_name, "llamacpp").set(used)
 
 
 def record_rejected_request(model_name: str, backend: str, status: str) -> None:

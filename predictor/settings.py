@@ -190,6 +190,14 @@ class Settings(BaseSettings):
         "once. It lives in the KV cells already sized by n_ctx and max_running_requests: "
         "no memory beyond them. vLLM's automatic prefix caching is always on.",
     )
+    prefix_cache_ram_bytes: ByteSize = Field(
+        default=ByteSize(256 << 20),
+        description="llama.cpp: host memory (e.g. 256MiB) for the KV cells of prefixes whose "
+        "sequence was taken by another request, restored when a prompt starts with them "
+        "again (a chat whose turn comes after others took its sequence, more system prompts "
+        "than sequences). Least recently used first out; count it in the pod's memory "
+        "limit. 0 turns it off.",
+    )
     flash_attn: bool = Field(
         default=False,
         description="llama.cpp: flash attention, llama-server's default. Off by default: on "

@@ -25,10 +25,11 @@ class BackendKind(enum.StrEnum):
 FinishReason = Literal["stop", "length"]
 
 # Where the KV of a reused prompt prefix came from: the sequence the request
-# ran on ("memory"), another sequence's cells ("copy"), or a state file the
-# engine restored from the prefix cache volume at start ("disk").
-PrefixSource = Literal["memory", "copy", "disk"]
-PREFIX_SOURCES: tuple[PrefixSource, ...] = ("memory", "copy", "disk")
+# ran on ("memory"), another sequence's cells ("copy"), cells a sequence gave
+# up and host memory kept ("ram", prefix_ram), or a state file the engine
+# restored from the prefix cache volume at start ("disk").
+PrefixSource = Literal["memory", "copy", "ram", "disk"]
+PREFIX_SOURCES: tuple[PrefixSource, ...] = ("memory", "copy", "ram", "disk")
 
 
 class BackendLoadError(RuntimeError):

@@ -171,11 +171,14 @@ def default_parallel(cpus: int, context: int, kv_bytes_per_token: int | None) ->
 
 @dataclass(frozen=True)
 class PrefixCacheSettings:
-    """Prefix reuse is on; ``directory`` (None: not kept) is where shared prefixes persist."""
+    """Prefix reuse is on; ``directory`` (None: not kept) is where shared prefixes persist,
+    and ``ram_bytes`` the host memory for cells the sequences gave up (prefix_ram)."""
 
     directory: Path | None = None
     max_bytes: int = 0
     on_file_event: OnFileEvent | None = None
+    ram_bytes: int = 0
+    on_ram_bytes: Callable[[int], None] | None = None  # the bytes held, after each change
 
     def opener(self, model_path: Path) -> Callable[[KVSettings], PrefixStore | None]:
         """Starts hashing the model file now (it overlaps the load) and returns what
@@ -265,12 +268,17 @@ class LlamaCppBackend:
             n_batch=max(self._n_batch, parallel),
             flash_attn=self._flash_attn,
             prefix_reuse=self._prefix_cache is not None,
+            prefix_ram_bytes=0 if self._prefix_cache is None else self._prefix_cache.ram_bytes,
         )
         opener = None
         if self._prefix_cache is not None and self._prefix_cache.directory is not None:
             opener = self._prefix_cache.opener(self._model_path)
         self._engine = await asyncio.to_thread(
-            LlamaEngine, self._model_path, config, open_prefix_store=opener
+            LlamaEngine,
+            self._model_path,
+            config,
+            open_prefix_store=opener,
+            on_ram_bytes=None if self._prefix_cache is None else self._prefix_cache.on_ram_bytes,
         )
         self._prepare_chat_template()
         self._info = BackendInfo(

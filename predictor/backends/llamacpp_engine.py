@@ -46,6 +46,7 @@ from predictor.backends.base import (
     PrefixSource,
     SamplingOptions,
 )
+from predictor.backends.prefix_ram import RAM_MIN_TOKENS, HostPrefixCache
 from predictor.backends.prefix_reuse import (
     COPY_MIN_TOKENS,
     Placement,
@@ -104,6 +105,8 @@ class EngineConfig:
     flash_attn: bool = False
     # Keep finished requests' KV cells and reuse matching prompt prefixes.
     prefix_reuse: bool = True
+    # Host memory for cells given up by their sequence (prefix_ram); 0: none.
+    prefix_ram_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class LlamaEngine:
         config: EngineConfig,
         *,
         open_prefix_store: OpenPrefixStore | None = None,
+        on_ram_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self._lib = llama_cpp_library()
         self.config = config
@@ -207,6 +211,12 @@ class LlamaEngine:
         self._store: PrefixStore | None = None
         self._load(model_path)
         self.prefix_reuse = config.prefix_reuse and self._can_reuse_prefixes()
+        self._ram = HostPrefixCache(
+            config.prefix_ram_bytes if self.prefix_reuse else 0, on_ram_bytes
+        )
+        # Sequences a queued stream copy reads or writes: their buffers hold
+        # other data until the next llama_decode runs the copy.
+        self._copy_pending: set[int] = set()
         if self.prefix_reuse and open_prefix_store is not None:
             self._store = open_prefix_store(self._kv_settings)
             if self._store is not None:
@@ -291,8 +301,6 @@ class LlamaEngine:
 
     def _restore_prefixes(self, store: PrefixStore) -> None:
         """Load the most recently used saved prefixes into empty sequences (before ready)."""
-        lib = self._lib
-        n_stream = self.config.n_parallel
         for slot, prefix in zip(self._slots, store.load_recent(len(self._slots)), strict=False):
             if len(prefix.tokens) >= self.n_ctx_per_seq:
                 logger.warning(
@@ -303,13 +311,7 @@ class LlamaEngine:
                 )
                 store.report(REJECTED)
                 continue
-            payload = state_payload(prefix.block, n_stream)
-            buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
-            read = lib.llama_state_seq_set_data(self._ctx, buffer, len(payload), slot.seq_id)
-            positions = int(lib.llama_memory_seq_pos_max(self._memory, slot.seq_id)) + 1
-            if read != len(payload) or positions != len(prefix.tokens):
-                # llama.cpp refused it (its own checks: layer count, types, sizes).
-                lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            if not self._load_block(slot.seq_id, prefix.block, len(prefix.tokens)):
                 logger.warning("prefix cache: llama.cpp refused %s", prefix.path)
                 store.report(REJECTED)
                 continue
@@ -318,6 +320,28 @@ class LlamaEngine:
             store.touch(prefix)
             store.report(RESTORED)
             logger.info("prefix cache: restored a %d-token prefix", len(prefix.tokens))
+
+    def _load_block(self, seq_id: int, block: bytes, n_tokens: int) -> bool:
+        """Put a saved stream block into the (empty) sequence; False when llama.cpp
+        refused it (its own checks: layer count, types, sizes), leaving it empty."""
+        lib = self._lib
+        payload = state_payload(block, self.config.n_parallel)
+        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        read = lib.llama_state_seq_set_data(self._ctx, buffer, len(payload), seq_id)
+        positions = int(lib.llama_memory_seq_pos_max(self._memory, seq_id)) + 1
+        if read == len(payload) and positions == n_tokens:
+            return True
+        lib.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        return False
+
+    def _serialize(self, seq_id: int) -> bytes | None:
+        """The sequence's cells as a single-stream block (None: this model's KV has none)."""
+        lib = self._lib
+        size = int(lib.llama_state_seq_get_size(self._ctx, seq_id))
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_seq_get_data(self._ctx, buffer, size, seq_id))
+        # A view, not a copy: the block is copied once, out of it.
+        return state_block(memoryview(buffer)[:written], seq_id) if written else None
 
     @property
     def n_ctx_per_seq(self) -> int:
@@ -450,7 +474,8 @@ class LlamaEngine:
             self._active.append(sequence)
             # Now, before the next placement: it reads this slot's tokens, and
             # a request placed in place has just cut them back.
-            self._start(sequence)
+            if not self._restore_from_ram(sequence):
+                self._start(sequence)
             request.emit.started()
 
     def _start(self, sequence: _Sequence) -> None:
@@ -464,6 +489,42 @@ class LlamaEngine:
         copy_from = None if placement.copy_from is None else self._slots[placement.copy_from]
         self._take_prefix(sequence, copy_from, placement.reuse)
 
+    def _restore_from_ram(self, sequence: _Sequence) -> bool:
+        """Start the request from host memory when that holds a longer prefix than
+        the slots; False when it does not (the placement stands)."""
+        slot = sequence.slot
+        prompt = sequence.prompt
+        found = self._ram.best(prompt, len(prompt) - 1) if len(self._ram) else None
+        if found is None or slot.seq_id in self._copy_pending:
+            return False
+        entry, length = found
+        if length - sequence.placement.reuse < COPY_MIN_TOKENS:
+            return False
+        lib = self._lib
+        self._offer_to_ram(slot, 0)
+        lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.tokens, slot.from_disk, slot.waiting = [], 0, False
+        if not self._load_block(slot.seq_id, entry.block, len(entry.tokens)):
+            logger.warning("prefix cache: llama.cpp refused a %d-token prefix", len(entry.tokens))
+            self._ram.discard(entry)
+            self._take_prefix(sequence, None, 0)
+            return True
+        lib.llama_memory_seq_rm(self._memory, slot.seq_id, length, -1)
+        slot.tokens = entry.tokens[:length]
+        self._ram.used(entry)
+        sequence.prefilled = sequence.n_past = length
+        sequence.emit.reused(length, "ram")
+        return True
+
+    def _offer_to_ram(self, slot: Slot, keep: int) -> None:
+        """The slot's cells past ``keep`` are about to be overwritten: keep them in
+        host memory when worth it."""
+        if self._ram.max_bytes <= 0 or len(slot.tokens) - keep < RAM_MIN_TOKENS:
+            return
+        if slot.seq_id in self._copy_pending:
+            return  # its buffer does not hold its cells' data yet
+        self._ram.offer(slot.tokens, lambda: self._serialize(slot.seq_id))
+
     def _running_on(self, seq_id: int) -> _Sequence | None:
         return next((s for s in self._active if s.seq_id == seq_id), None)
 
@@ -475,14 +536,17 @@ class LlamaEngine:
         copied = source is not None and source is not slot
         if copied:
             assert source is not None
+            self._offer_to_ram(slot, 0)
             # Across split streams llama.cpp copies the whole stream; the copy
             # itself runs at the start of the next llama_decode, before that
             # decode writes any cell.
             lib.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)
+            self._copy_pending |= {source.seq_id, slot.seq_id}
             slot.tokens = source.tokens[:reuse]
             slot.from_disk = min(source.from_disk, reuse)
             sequence.copy_queued = True
         else:
+            self._offer_to_ram(slot, reuse)
             del slot.tokens[reuse:]
             slot.from_disk = min(slot.from_disk, reuse)
         lib.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1)
@@ -517,17 +581,12 @@ class LlamaEngine:
     def _take_snapshots(self) -> None:
         """Save shared prefixes whose cells are in place (a queued copy has run)."""
         assert self._store is not None
-        lib = self._lib
         for sequence in self._active:
             length = sequence.snapshot_length
             if not length or sequence.copy_queued or sequence.prefilled != length:
                 continue
             sequence.snapshot_length = 0
-            seq_id = sequence.seq_id
-            size = int(lib.llama_state_seq_get_size(self._ctx, seq_id))
-            buffer = (ctypes.c_uint8 * size)()
-            written = int(lib.llama_state_seq_get_data(self._ctx, buffer, size, seq_id))
-            block = state_block(bytes(buffer)[:written], seq_id) if written else None
+            block = self._serialize(sequence.seq_id)
             if block is None:
                 logger.info(
                     "prefix cache: this model's KV state has no single-stream form; not saved"
@@ -621,6 +680,7 @@ class LlamaEngine:
             raise RuntimeError(f"llama_decode returned {status}")
         for sequence in self._active:
             sequence.copy_queued = False  # this decode ran the queued copies first
+        self._copy_pending.clear()
         for sequence in list(self._active):
             if sequence.logits_index < 0:
                 continue
@@ -670,6 +730,7 @@ class LlamaEngine:
         self._lib.llama_memory_seq_rm(self._memory, sequence.seq_id, position, -1)
         for each in self._active:
             each.copy_queued = False
+        self._copy_pending.clear()
 
     def _greedy(self, index: int) -> int:
         """The most likely token of batch position ``index``.

@@ -86,7 +86,7 @@ def _create(kind: BackendKind, location: ModelLocation, settings: Settings, name
 
 def _prefix_cache(settings: Settings, name: str) -> PrefixCacheSettings | None:
     from predictor.backends.llamacpp import PrefixCacheSettings
-    from predictor.metrics import record_prefix_file
+    from predictor.metrics import record_prefix_file, record_prefix_ram_bytes
 
     if not settings.prefix_cache:
         return None
@@ -97,4 +97,6 @@ def _prefix_cache(settings: Settings, name: str) -> PrefixCacheSettings | None:
         directory=directory,
         max_bytes=int(settings.prefix_cache_max_bytes),
         on_file_event=lambda result: record_prefix_file(name, result),
+        ram_bytes=int(settings.prefix_cache_ram_bytes),
+        on_ram_bytes=lambda used: record_prefix_ram_bytes(name, used),
     )

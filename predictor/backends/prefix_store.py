@@ -101,7 +101,7 @@ class StoredPrefix:
     block: bytes
 
 
-def state_block(payload: bytes, seq_id: int) -> bytes | None:
+def state_block(payload: bytes | memoryview, seq_id: int) -> bytes | None:
     """The one non-empty stream block of a split-KV sequence state, or None when the
     state has another shape (a hybrid or sliding-window cache), which is not saved."""
     if len(payload) < _ENVELOPE.size:
@@ -116,7 +116,7 @@ def state_block(payload: bytes, seq_id: int) -> bytes | None:
         return None
     if payload[end:] != empty * (n_stream - seq_id - 1) or payload[start:end][:4] == empty:
         return None
-    return payload[start:end]
+    return bytes(payload[start:end])
 
 
 def state_payload(block: bytes, n_stream: int) -> bytes:

@@ -31,6 +31,7 @@ CONTRACT = {
     "kzero_cache_lookups",
     "kzero_cache_download_bytes",
     "kzero_prefix_cache_files",
+    "kzero_prefix_cache_ram_bytes",
     "kzero_backend_info",
 }
 COUNTERS = (

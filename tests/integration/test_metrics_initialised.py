@@ -54,10 +54,11 @@ def test_a_loading_predictor_exports_its_series_at_zero(tmp_path: Path) -> None:
 
         for status in STATUSES:
             assert exact(loading, "kzero_requests_total", status=status) == 0, status
-        for source in ("memory", "copy", "disk"):
+        for source in ("memory", "copy", "ram", "disk"):
             assert exact(loading, "kzero_prompt_tokens_cached_total", source=source) == 0
         for result in ("restored", "saved", "corrupt", "foreign", "rejected"):
             assert exact(loading, "kzero_prefix_cache_files_total", result=result) == 0
+        assert exact(loading, "kzero_prefix_cache_ram_bytes") == 0
         for name in AT_ZERO:
             assert exact(loading, name) == 0, name
         # The bundled model is a local path: the lookup already happened, once.

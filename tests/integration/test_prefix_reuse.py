@@ -51,7 +51,12 @@ def chat(variant: int, question: int) -> list[dict[str, str]]:
     ]
 
 
-async def load(*, reuse: bool, parallel: int = 4, flash_attn: bool = False) -> LlamaCppBackend:
+RAM = 64 << 20  # a host-memory budget for given-up prefixes (prefix_ram)
+
+
+async def load(
+    *, reuse: bool, parallel: int = 4, flash_attn: bool = False, ram_bytes: int = 0
+) -> LlamaCppBackend:
     backend = LlamaCppBackend(
         default_model_path(),
         n_ctx=1024,
@@ -59,7 +64,7 @@ async def load(*, reuse: bool, parallel: int = 4, flash_attn: bool = False) -> L
         n_batch=512,
         n_parallel=parallel,
         flash_attn=flash_attn,
-        prefix_cache=PrefixCacheSettings() if reuse else None,
+        prefix_cache=PrefixCacheSettings(ram_bytes=ram_bytes) if reuse else None,
     )
     await backend.load()
     return backend
@@ -69,14 +74,24 @@ async def answer(
     backend: LlamaCppBackend, request_id: str, messages: list[dict[str, str]]
 ) -> tuple[str, int]:
     """The greedy answer and the prompt tokens the engine reported reused."""
+    text, cached, _ = await answer_with_source(backend, request_id, messages)
+    return text, cached
+
+
+async def answer_with_source(
+    backend: LlamaCppBackend, request_id: str, messages: list[dict[str, str]]
+) -> tuple[str, int, str | None]:
+    """The greedy answer, the prompt tokens reported reused and where they came from."""
     prompt = backend.render_chat(messages)
     text: list[str] = []
     cached = 0
+    source = None
     async for chunk in backend.generate(request_id, prompt, GREEDY):
         cached += chunk.cached_tokens
+        source = chunk.cache_source or source
         text.append(chunk.text)
     assert cached < len(prompt.token_ids)
-    return "".join(text), cached
+    return "".join(text), cached, source
 
 
 async def assert_cells_match_bookkeeping(backend: LlamaCppBackend) -> None:
@@ -164,6 +179,39 @@ async def test_concurrent_near_identical_prefixes_never_mix_conversations():
         await reusing.shutdown()
 
 
+async def test_prefixes_given_up_by_their_sequence_come_back_from_host_memory():
+    """Three conversations on two sequences: each one's next turn finds its slot
+    taken, and gets its history back from host memory, answering as without reuse."""
+    plain = await load(reuse=False, parallel=2)
+    reusing = await load(reuse=True, parallel=2, ram_bytes=RAM)
+    without_ram = await load(reuse=True, parallel=2)
+    try:
+        histories: dict[int, list[dict[str, str]]] = {v: [chat(v, 0)[0]] for v in range(3)}
+        for turn in range(2):
+            for variant in range(3):
+                messages = histories[variant]
+                messages.append({"role": "user", "content": f"Turn {turn}: is it noisy?"})
+                expected, _ = await answer(plain, f"p{variant}{turn}", messages)
+                text, cached, source = await answer_with_source(
+                    reusing, f"r{variant}{turn}", messages
+                )
+                _, cached_without, _ = await answer_with_source(
+                    without_ram, f"w{variant}{turn}", messages
+                )
+                assert text == expected, (variant, turn)
+                if turn == 1:
+                    # Two other conversations ran since: its cells were given up.
+                    assert source == "ram" and cached > 200, (variant, cached, source)
+                    assert cached_without < cached
+                messages.append({"role": "assistant", "content": text})
+        engine = reusing._engine
+        assert engine is not None and 0 < engine._ram.bytes_used <= RAM
+        await assert_cells_match_bookkeeping(reusing)
+    finally:
+        for backend in (plain, reusing, without_ram):
+            await backend.shutdown()
+
+
 async def test_a_burst_sharing_a_prefix_prefills_it_once():
     reusing = await load(reuse=True)
     try:
@@ -203,6 +251,33 @@ def test_usage_and_counters_report_reused_tokens_over_http():
     assert delta("kzero_prompt_tokens_computed_total") == prompt - sum(cached)
 
 
+def test_a_conversation_whose_sequence_was_taken_is_restored_from_host_memory_over_http():
+    """One sequence, two conversations taking turns: each turn finds the other's cells
+    in the sequence, and its own history comes back from host memory."""
+    name = "ram"
+    with PredictorProcess(["--model_name", name, "--max_running_requests", "1"]) as server:
+        server.wait_ready(name)
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            before = scrape(server.url)
+            usages = []
+            for question in range(2):
+                for variant in (1, 2):  # prompts that part after a few words
+                    body = {"model": name, "messages": chat(variant, question), "max_tokens": 4}
+                    response = client.post("/v1/chat/completions", json=body)
+                    assert response.status_code == 200, response.text
+                    usages.append(response.json()["usage"])
+        after = scrape(server.url)
+
+    cached = [usage["prompt_tokens_details"]["cached_tokens"] for usage in usages]
+    # The second shares only the template's first tokens with the first.
+    assert cached[0] == 0 and cached[1] < 32 and all(c > 200 for c in cached[2:]), cached
+    restored = value(after, "kzero_prompt_tokens_cached_total", source="ram") - value(
+        before, "kzero_prompt_tokens_cached_total", source="ram"
+    )
+    assert restored == sum(cached[2:])
+    assert 0 < value(after, "kzero_prefix_cache_ram_bytes") <= 256 << 20
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 async def test_random_joins_and_cancellations_keep_cells_and_bookkeeping_in_step(seed: int):
     """Requests arrive at random, share prefixes of every length and some leave mid-stream.
@@ -213,7 +288,7 @@ async def test_random_joins_and_cancellations_keep_cells_and_bookkeeping_in_step
     longer follow the cells), which kills the engine.
     """
     rng = random.Random(seed)
-    backend = await load(reuse=True, parallel=8)
+    backend = await load(reuse=True, parallel=8, ram_bytes=RAM)
     questions = ["What is the capital of France?", "Name three colours.", "Say hi.", "2+2?"]
 
     async def one(index: int) -> None:

@@ -31,7 +31,12 @@ COUNTERS = (
     "kzero_cache_download_bytes_total",
     "kzero_prefix_cache_files_total",
 )
-GAUGES = ("kzero_requests_running", "kzero_requests_waiting", "kzero_backend_info")
+GAUGES = (
+    "kzero_requests_running",
+    "kzero_requests_waiting",
+    "kzero_prefix_cache_ram_bytes",
+    "kzero_backend_info",
+)
 CONTRACT_SERIES = frozenset(
     [f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")]
     + list(COUNTERS)
