@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import add_model_argument, add_threads_argument
 from bench.facts import llama_cpp_system_info, machine_facts
 from predictor.backends.llamacpp_engine import llama_cpp_library
 from predictor.cli_parsing import CommandError, positive_int, positive_ints, set_run
@@ -175,9 +176,7 @@ def format_row(row: StepTime) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     set_run(parser, run)
-    parser.add_argument(
-        "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--contexts",
         type=positive_ints,
@@ -193,12 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=positive_int, default=3, help="Rounds; medians over them. Default: 3."
     )
-    parser.add_argument(
-        "--n_threads",
-        type=positive_int,
-        default=None,
-        help="llama.cpp threads. Default: the CPUs this process may use, as kzero serve.",
-    )
+    add_threads_argument(parser, "llama.cpp")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.arguments import add_model_argument
 from bench.facts import machine_facts
 from bench.harness.metrics import Samples, scrape
 from bench.harness.process import (
@@ -142,9 +143,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     set_run(parser, run)
-    parser.add_argument(
-        "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--runs", type=positive_int, default=5, help="Rounds: starts per state. Default: 5."
     )

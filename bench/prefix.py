@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench.arguments import add_model_argument, add_threads_argument
 from bench.facts import machine_facts
 from bench.harness.metrics import Samples, scrape, value
 from bench.harness.process import sigterm_as_exit
@@ -143,9 +144,7 @@ def _non_negative_int(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     set_run(parser, run)
-    parser.add_argument(
-        "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--setups",
         type=_setups,
@@ -178,12 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_tokens", type=positive_int, default=24, help="Tokens per answer. Default: 24."
     )
-    parser.add_argument(
-        "--n_threads",
-        type=positive_int,
-        default=None,
-        help="Threads for every server. Default: the CPUs this process may use, as kzero serve.",
-    )
+    add_threads_argument(parser, "every server")
     parser.add_argument(
         "--cold_rounds",
         type=_non_negative_int,

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.arguments import add_model_argument
 from bench.facts import machine_facts
 from bench.harness.process import sigterm_as_exit
 from bench.soak.judge import judge
@@ -26,9 +27,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     set_run(parser, run)
-    parser.add_argument(
-        "--model", type=Path, default=None, help="GGUF file. Default: the bundled SmolLM2."
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--duration", type=positive_float, default=600.0, help="Seconds of load. Default: 600."
     )
