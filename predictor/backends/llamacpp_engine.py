@@ -439,8 +439,7 @@ class LlamaEngine:
                 if self._stopping:
                     return
             try:
-                with self._lock:
-                    self._admit()
+                self._admit()
                 self._drop_cancelled()
                 if not self._active:
                     continue
@@ -450,16 +449,15 @@ class LlamaEngine:
                 self._fail(exc)
 
     def _admit(self) -> None:
-        """Place waiting requests on free sequences, in arrival order (lock held)."""
-        while self._pending:
-            request = self._pending[0]
-            if request.emit.cancelled():
-                self._pending.popleft()
-                continue
-            placement = place(request.prompt, self._slots, reuse_enabled=self.prefix_reuse)
-            if placement is None:
-                break  # every sequence is running
-            self._pending.popleft()
+        """Place waiting requests on free sequences, in arrival order.
+
+        Only taking a request off the queue holds the lock: bringing its prefix
+        in (a host-memory read-out or restore, tens of milliseconds) must not
+        keep ``submit`` waiting on the event loop. The slots belong to this
+        thread alone.
+        """
+        while (admitted := self._next_placement()) is not None:
+            request, placement = admitted
             slot = self._slots[placement.seq_id]
             slot.running_prompt = request.prompt
             slot.waiting = placement.wait
@@ -477,6 +475,22 @@ class LlamaEngine:
             if not self._restore_from_ram(sequence):
                 self._start(sequence)
             request.emit.started()
+
+    def _next_placement(self) -> tuple[_Pending, Placement] | None:
+        """The first waiting request that is still wanted, with its placement; None
+        when none waits or every sequence is running."""
+        with self._lock:
+            while self._pending:
+                request = self._pending[0]
+                if request.emit.cancelled():
+                    self._pending.popleft()
+                    continue
+                placement = place(request.prompt, self._slots, reuse_enabled=self.prefix_reuse)
+                if placement is None:
+                    return None
+                self._pending.popleft()
+                return request, placement
+        return None
 
     def _start(self, sequence: _Sequence) -> None:
         """Bring the placed request's prefix into its sequence, or arrange to wait for it."""
