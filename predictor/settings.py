@@ -185,10 +185,11 @@ class Settings(BaseSettings):
     prefix_cache: bool = Field(
         default=True,
         description="llama.cpp: keep each finished request's KV cells and reuse the longest "
-        "matching prompt prefix (from the same sequence, copied from another, or restored "
-        "from prefix_cache_dir), so a shared system prompt or a growing chat is prefilled "
-        "once. It lives in the KV cells already sized by n_ctx and max_running_requests: "
-        "no memory beyond them. vLLM's automatic prefix caching is always on.",
+        "matching prompt prefix (from the same sequence, copied from another, restored from "
+        "host memory or from prefix_cache_dir), so a shared system prompt or a growing chat "
+        "is prefilled once. It lives in the KV cells already sized by n_ctx and "
+        "max_running_requests, plus prefix_cache_ram_bytes of host memory. vLLM's automatic "
+        "prefix caching is always on.",
     )
     prefix_cache_ram_bytes: ByteSize = Field(
         default=ByteSize(256 << 20),
