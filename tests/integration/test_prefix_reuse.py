@@ -14,6 +14,7 @@ many positions as the engine believes it has tokens for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 import httpx
@@ -210,6 +211,32 @@ async def test_prefixes_given_up_by_their_sequence_come_back_from_host_memory():
     finally:
         for backend in (plain, reusing, without_ram):
             await backend.shutdown()
+
+
+async def test_a_block_llama_cpp_refuses_is_dropped_and_the_prompt_computed():
+    """A host-memory entry llama.cpp will not load (here: cut short) is never half
+    used: the request computes its prompt and answers as without reuse."""
+    plain = await load(reuse=False, parallel=1)
+    reusing = await load(reuse=True, parallel=1, ram_bytes=RAM)
+    try:
+        first, second = chat(0, 0), chat(2, 0)  # they part after a few tokens
+        await answer(reusing, "first", first)
+        await answer(reusing, "second", second)  # takes the one sequence: first goes to RAM
+        engine = reusing._engine
+        assert engine is not None and len(engine._ram) == 1
+        ((key, entry),) = engine._ram._entries.items()
+        engine._ram._entries[key] = dataclasses.replace(entry, block=entry.block[:-4096])
+        again = [*first[:1], {"role": "user", "content": "And how do I reset it?"}]
+        expected, _ = await answer(plain, "plain", again)
+        text, cached, source = await answer_with_source(reusing, "again", again)
+        assert text == expected
+        assert source != "ram" and cached < 32, (cached, source)
+        assert len(engine._ram) == 1  # the refused entry is gone; the second chat's came in
+        assert engine.failure is None
+        await assert_cells_match_bookkeeping(reusing)
+    finally:
+        await plain.shutdown()
+        await reusing.shutdown()
 
 
 async def test_a_burst_sharing_a_prefix_prefills_it_once():
