@@ -3,7 +3,8 @@
 Two parts, each optional:
 
 - **Chats.** The setups (kzero, llama-server and llama_cpp.server at their
-  defaults, same model and threads) run side by side. Every round, at every
+  defaults, same model and threads; optionally kzero without its host-memory
+  tier or without prefix reuse) run side by side. Every round, at every
   concurrency level, each setup in turn runs the same N conversations of T
   turns; at concurrency c, c conversations proceed at once, each sending its
   next turn (system prompt, the chat so far with the server's own answers, the
