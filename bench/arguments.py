@@ -21,3 +21,12 @@ def add_threads_argument(parser: argparse.ArgumentParser, whose: str) -> None:
         default=None,
         help=f"Threads for {whose}. Default: the CPUs this process may use, as kzero serve.",
     )
+
+
+def add_ready_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ready_timeout",
+        type=float,
+        default=300.0,
+        help="Seconds to wait for a server to load the model. Default: 300.",
+    )

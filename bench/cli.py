@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.arguments import add_ready_timeout_argument
 from bench.ceiling import (
     DEFAULT_REPEATS,
     Bandwidth,
@@ -259,12 +260,7 @@ def build_parser(prog: str = "kzero bench") -> ArgumentParser:
         help="Size of each array of the DRAM bandwidth copy, in MiB. Default: 4 times the "
         "last-level cache (STREAM's rule), at least 256.",
     )
-    parser.add_argument(
-        "--ready_timeout",
-        type=float,
-        default=300.0,
-        help="Seconds to wait for the servers to load the model. Default: 300.",
-    )
+    add_ready_timeout_argument(parser)
     parser.add_argument(
         "--batch_timeout",
         type=float,
@@ -284,35 +280,32 @@ def _add_subcommands(parser: ArgumentParser) -> None:
     from bench.soak import cli as soak_cli
 
     commands = parser.add_subparsers(title="subcommands", dest="subcommand")
-    coldstart.add_arguments(
-        commands.add_parser(
+    for name, module, summary in (
+        (
             "coldstart",
-            help="process start -> ready -> first token with the model missing, on disk, cached",
-            description=coldstart.DESCRIPTION,
-        )
-    )
-    soak_cli.add_arguments(
-        commands.add_parser(
+            coldstart,
+            "process start -> ready -> first token with the model missing, on disk, cached",
+        ),
+        (
             "soak",
-            help="concurrent streams for minutes: errors, stuck requests, memory, gauges",
-            description=soak_cli.DESCRIPTION,
-        )
-    )
-    prefix.add_arguments(
-        commands.add_parser(
+            soak_cli,
+            "concurrent streams for minutes: errors, stuck requests, memory, gauges",
+        ),
+        (
             "prefix",
-            help="chats sharing a 1,000-token system prompt: TTFT against llama-server and "
+            prefix,
+            "chats sharing a 1,000-token system prompt: TTFT against llama-server and "
             "llama_cpp.server; cold starts with a warmed prefix directory",
-            description=prefix.DESCRIPTION,
-        )
-    )
-    attention.add_arguments(
-        commands.add_parser(
+        ),
+        (
             "attention",
-            help="one llama.cpp decode step with flash attention off and on, by context length",
-            description=attention.DESCRIPTION,
+            attention,
+            "one llama.cpp decode step with flash attention off and on, by context length",
+        ),
+    ):
+        module.add_arguments(
+            commands.add_parser(name, help=summary, description=module.DESCRIPTION)
         )
-    )
     build = commands.add_parser(
         "build-llama-server",
         help="build setup d's llama-server once (about 10 minutes on 2 cores)",

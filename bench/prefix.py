@@ -40,7 +40,11 @@ from typing import Any
 
 import httpx
 
-from bench.arguments import add_model_argument, add_threads_argument
+from bench.arguments import (
+    add_model_argument,
+    add_ready_timeout_argument,
+    add_threads_argument,
+)
 from bench.facts import machine_facts
 from bench.harness.metrics import Samples, scrape, value
 from bench.harness.process import sigterm_as_exit
@@ -194,12 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "directory serves before SIGTERM. Default: 3.",
     )
     add_llama_server_arguments(parser, "the llama-server setup")
-    parser.add_argument(
-        "--ready_timeout",
-        type=float,
-        default=300.0,
-        help="Seconds to wait for a server to load the model. Default: 300.",
-    )
+    add_ready_timeout_argument(parser)
     parser.add_argument(
         "--request_timeout",
         type=float,

@@ -167,8 +167,6 @@ class _Sequence:
     logits_index: int = -1
     # Waiting for this running request to compute the prefix it will copy.
     waiting_for: _Sequence | None = None
-    # A stream copy into this sequence is queued: llama.cpp runs it at the next decode.
-    copy_queued: bool = False
     # Save the first this-many cells to the prefix store once they are in place.
     snapshot_length: int = 0
 
@@ -214,9 +212,12 @@ class LlamaEngine:
         self._ram = HostPrefixCache(
             config.prefix_ram_bytes if self.prefix_reuse else 0, on_ram_bytes
         )
-        # Sequences a queued stream copy reads or writes: their buffers hold
-        # other data until the next llama_decode runs the copy.
-        self._copy_pending: set[int] = set()
+        # Stream copies queued in llama.cpp, (destination, source) sequence ids:
+        # the next llama_decode runs them first. Until then the destinations'
+        # buffers do not hold their cells' data (llama-kv-cache.cpp at the
+        # pinned llama.cpp: seq_cp copies the cell metadata and enqueues the
+        # buffer copy, which update() performs before the next graph).
+        self._queued_copies: list[tuple[int, int]] = []
         if self.prefix_reuse and open_prefix_store is not None:
             self._store = open_prefix_store(self._kv_settings)
             if self._store is not None:
@@ -509,7 +510,7 @@ class LlamaEngine:
         slot = sequence.slot
         prompt = sequence.prompt
         found = self._ram.best(prompt, len(prompt) - 1) if len(self._ram) else None
-        if found is None or slot.seq_id in self._copy_pending:
+        if found is None or self._in_queued_copy(slot.seq_id):
             return False
         entry, length = found
         if length - sequence.placement.reuse < COPY_MIN_TOKENS:
@@ -535,9 +536,17 @@ class LlamaEngine:
         host memory when worth it."""
         if self._ram.max_bytes <= 0 or len(slot.tokens) - keep < RAM_MIN_TOKENS:
             return
-        if slot.seq_id in self._copy_pending:
+        if self._in_queued_copy(slot.seq_id):
             return  # its buffer does not hold its cells' data yet
         self._ram.offer(slot.tokens, lambda: self._serialize(slot.seq_id))
+
+    def _in_queued_copy(self, seq_id: int) -> bool:
+        """True while a queued copy writes this sequence or reads it (restoring into
+        a source would change what the copy reads)."""
+        return any(seq_id in copy for copy in self._queued_copies)
+
+    def _copy_queued(self, sequence: _Sequence) -> bool:
+        return any(destination == sequence.seq_id for destination, _ in self._queued_copies)
 
     def _running_on(self, seq_id: int) -> _Sequence | None:
         return next((s for s in self._active if s.seq_id == seq_id), None)
@@ -555,10 +564,9 @@ class LlamaEngine:
             # itself runs at the start of the next llama_decode, before that
             # decode writes any cell.
             lib.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)
-            self._copy_pending |= {source.seq_id, slot.seq_id}
+            self._queued_copies.append((slot.seq_id, source.seq_id))
             slot.tokens = source.tokens[:reuse]
             slot.from_disk = min(source.from_disk, reuse)
-            sequence.copy_queued = True
         else:
             self._offer_to_ram(slot, reuse)
             del slot.tokens[reuse:]
@@ -597,7 +605,7 @@ class LlamaEngine:
         assert self._store is not None
         for sequence in self._active:
             length = sequence.snapshot_length
-            if not length or sequence.copy_queued or sequence.prefilled != length:
+            if not length or self._copy_queued(sequence) or sequence.prefilled != length:
                 continue
             sequence.snapshot_length = 0
             block = self._serialize(sequence.seq_id)
@@ -692,9 +700,7 @@ class LlamaEngine:
         status = self._lib.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
-        for sequence in self._active:
-            sequence.copy_queued = False  # this decode ran the queued copies first
-        self._copy_pending.clear()
+        self._queued_copies.clear()  # this decode ran them first
         for sequence in list(self._active):
             if sequence.logits_index < 0:
                 continue
@@ -718,7 +724,7 @@ class LlamaEngine:
             for s in self._active
             if s.waiting_for is None
             and s.prefilled < len(s.prompt)
-            and not (s.snapshot_length and s.copy_queued)
+            and not (s.snapshot_length and self._copy_queued(s))
         ]
 
     def _run_queued_copies(self) -> None:
@@ -730,7 +736,7 @@ class LlamaEngine:
         cells hold exactly the shared prefix, ready to save. One extra decode of
         one token, once per saved prefix.
         """
-        held = [s for s in self._active if s.snapshot_length and s.copy_queued]
+        held = [s for s in self._active if s.snapshot_length and self._copy_queued(s)]
         others = [s for s in self._active if s.waiting_for is None and s not in held]
         if not held or others:
             return
@@ -742,9 +748,7 @@ class LlamaEngine:
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
         self._lib.llama_memory_seq_rm(self._memory, sequence.seq_id, position, -1)
-        for each in self._active:
-            each.copy_queued = False
-        self._copy_pending.clear()
+        self._queued_copies.clear()
 
     def _greedy(self, index: int) -> int:
         """The most likely token of batch position ``index``.

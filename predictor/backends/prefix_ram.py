@@ -7,9 +7,15 @@ same stream block the prefix store saves), and a later request whose prompt
 starts with them gets them back with one ``llama_state_seq_set_data`` instead
 of a prefill: a chat whose slot was taken by other users, or one of more
 system prompts than there are sequences. llama-server keeps prompts in host
-RAM the same way (``--cache-ram``, 8 GiB by default); here the budget is
-``--prefix_cache_ram_bytes``, small by default and counted in the pod's memory
-limit, so the scheduler sees it.
+RAM the same way (``--cache-ram``, ``cache_ram_mib = 8192`` in
+``common/common.h`` of the llama.cpp pinned by llama-cpp-python 0.3.36); here
+the budget is ``--prefix_cache_ram_bytes``, small by default and counted in the
+pod's memory limit, so the scheduler sees it.
+
+An entry holds a whole sequence, so entries that share a system prompt each
+hold its cells: llama.cpp restores a sequence's state only into an emptied
+sequence (``llama_kv_cache::state_read`` calls ``seq_rm(dest_seq_id, -1, -1)``
+first), so a stored tail could not be laid on top of a shared prefix.
 
 An entry is dropped when a longer one that starts with it arrives (restoring
 the longer one and cutting it back gives the same cells), and the least
